@@ -1,0 +1,168 @@
+"""Loading chest radiographs from DICOM, PNG/JPEG and NIfTI into one consistent tensor layout.
+
+MONAI's readers do the decoding (``PydicomReader``, ``PILReader``, ``NibabelReader``). What they lack for
+radiographs is added here:
+
+* ``PydicomReader`` applies RescaleSlope/Intercept but does not invert MONOCHROME1 (where a high stored value
+  means dark); a MONOCHROME1 and a MONOCHROME2 file of the same exposure must give the same tensor.
+* RGB or RGBA screenshots and exports are converted to grey; any other channel count is refused.
+* Every failure is re-raised as :class:`CXRInputError` naming the file and the problem, so a user can find
+  the bad file in an archive of thousands.
+
+Layout: MONAI's 2D convention, ``(1, W, H)``: axis 1 is x (column), axis 2 is y (row). Boxes given as
+``(x1, y1, x2, y2)`` in pixels therefore index the tensor directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor, NibabelReader, PILReader, PydicomReader
+from monai.transforms import MapTransform
+
+__all__ = ["CXRInputError", "LoadCXRImaged", "SUPPORTED_SUFFIXES", "load_cxr", "image_format"]
+
+#: File name endings this bundle reads, by format.
+SUPPORTED_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "dicom": (".dcm", ".dicom"),
+    "png": (".png", ".jpg", ".jpeg", ".tif", ".tiff"),
+    "nifti": (".nii", ".nii.gz"),
+}
+
+# ITU-R BT.601 luma weights for RGB -> grey.
+_LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+# DICOM tags as PydicomReader keys its un-pruned metadata.
+_TAG_PHOTOMETRIC = "00280004"
+_TAG_BITS_STORED = "00280101"
+_TAG_PIXEL_REPRESENTATION = "00280103"
+_TAG_INTERCEPT = "00281052"
+_TAG_SLOPE = "00281053"
+
+# MONAI logs this once per process when an optional GPU decoder is missing; it is noise on a CPU machine.
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+
+
+class CXRInputError(ValueError):
+    """A radiograph (or its labels) cannot be used; the message names the file and the problem."""
+
+
+def image_format(path: str | Path) -> str:
+    """Return ``"dicom"``, ``"png"`` or ``"nifti"`` for ``path`` by its name, or raise :class:`CXRInputError`."""
+    name = str(path).lower()
+    for fmt, suffixes in SUPPORTED_SUFFIXES.items():
+        if name.endswith(suffixes):
+            return fmt
+    known = ", ".join(s for suffixes in SUPPORTED_SUFFIXES.values() for s in suffixes)
+    raise CXRInputError(f"{path}: unsupported file type (expected one of {known}).")
+
+
+def _reader(fmt: str) -> Any:
+    if fmt == "dicom":
+        return PydicomReader(prune_metadata=False)  # keep PhotometricInterpretation and bit depth
+    if fmt == "png":
+        return PILReader()
+    return NibabelReader()
+
+
+def _tag_value(meta: Mapping, tag: str, default: float) -> Any:
+    entry = meta.get(tag)
+    if isinstance(entry, Mapping) and entry.get("Value"):
+        return entry["Value"][0]
+    return default
+
+
+def _invert_monochrome1(image: torch.Tensor, meta: Mapping) -> torch.Tensor:
+    """Map a rescaled MONOCHROME1 image onto the MONOCHROME2 scale of the same stored bit depth.
+
+    A stored value ``s`` becomes ``s_min + s_max - s`` before rescaling, where ``[s_min, s_max]`` is the range
+    of the stored bits; after the rescale ``v = slope * s + intercept`` this is ``v_lo + v_hi - v``.
+    """
+    bits = int(_tag_value(meta, _TAG_BITS_STORED, 16))
+    signed = int(_tag_value(meta, _TAG_PIXEL_REPRESENTATION, 0)) == 1
+    slope = float(_tag_value(meta, _TAG_SLOPE, 1.0))
+    intercept = float(_tag_value(meta, _TAG_INTERCEPT, 0.0))
+    stored_min, stored_max = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    value_lo, value_hi = sorted((slope * stored_min + intercept, slope * stored_max + intercept))
+    return (value_lo + value_hi) - image
+
+
+def _to_single_channel(image: torch.Tensor, path: str | Path) -> torch.Tensor:
+    """Return ``(1, W, H)`` from a reader's ``(W, H)``, ``(W, H, 1)``, ``(W, H, 3)`` or ``(W, H, 4)``."""
+    if image.ndim == 2:
+        return image[None]
+    if image.ndim == 3 and image.shape[-1] == 1:
+        return image[..., 0][None]
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        weights = torch.tensor(_LUMA_WEIGHTS, dtype=image.dtype, device=image.device)
+        return (image[..., :3] * weights).sum(-1)[None]
+    raise CXRInputError(
+        f"{path}: expected a 2D greyscale or RGB radiograph, got array shape {tuple(image.shape)} "
+        "(multi-frame, volume or unusual channel count)."
+    )
+
+
+def load_cxr(path: str | Path) -> MetaTensor:
+    """Read one radiograph as a float32 ``MetaTensor`` of shape ``(1, W, H)`` in the modality's own units.
+
+    DICOM values are rescaled (RescaleSlope/Intercept) and MONOCHROME1 is inverted, so bone is always bright.
+    PNG and NIfTI values are returned as stored. ``meta["filename_or_obj"]`` holds the path.
+
+    Raises:
+        CXRInputError: the file is missing, of an unknown type, unreadable, without pixel data,
+            or not a single 2D image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CXRInputError(f"{path}: file not found.")
+    fmt = image_format(path)
+    try:
+        with warnings.catch_warnings():
+            # Projection radiographs have no ImageOrientationPatient; the identity affine MONAI falls back to is right.
+            warnings.filterwarnings("ignore", message=".*ImageOrientationPatient.*")
+            # The reader is called directly: LoadImage would silently retry other readers and report their errors.
+            reader = _reader(fmt)
+            array, meta = reader.get_data(reader.read(str(path)))
+    except Exception as error:  # the readers raise many types; re-raise one that names the file
+        message = str(error).strip()
+        reason = message.splitlines()[-1] if message else type(error).__name__
+        if fmt == "dicom" and ("pixel_array" in message or "PixelData" in message):
+            reason = "the DICOM file has no pixel data"
+        raise CXRInputError(f"{path}: cannot read as {fmt.upper()} image: {reason}") from error
+    image = torch.as_tensor(np.asarray(array, dtype=np.float32))
+    meta = dict(meta)
+    if fmt == "dicom" and _tag_value(meta, _TAG_PHOTOMETRIC, "MONOCHROME2") == "MONOCHROME1":
+        image = _invert_monochrome1(image, meta)
+    image = _to_single_channel(image, path)
+    if min(image.shape[1:]) < 8:
+        raise CXRInputError(f"{path}: image of {tuple(image.shape[1:])} pixels is too small to be a radiograph.")
+    if not torch.isfinite(image).all():
+        raise CXRInputError(f"{path}: image contains NaN or infinite values.")
+    meta["filename_or_obj"] = str(path)
+    meta["spatial_shape"] = np.asarray(image.shape[1:])
+    return MetaTensor(image, meta=meta)
+
+
+class LoadCXRImaged(MapTransform):
+    """Dictionary wrapper of :func:`load_cxr`: replaces each path under ``keys`` with a ``(1, W, H)`` tensor.
+
+    Also stores ``original_size`` = ``[W, H]`` (pixels, float32) so that detections can be mapped back to the
+    file's own pixel grid after resizing.
+    """
+
+    def __init__(self, keys: KeysCollection = "image", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = load_cxr(d[key])
+            d["original_size"] = torch.tensor(d[key].shape[1:], dtype=torch.float32)
+        return d

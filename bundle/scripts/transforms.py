@@ -1,0 +1,216 @@
+"""Dictionary transforms for boxes, target maps and image scores that MONAI does not provide in this form.
+
+Geometry convention used everywhere in the bundle: tensors are ``(C, W, H)`` (axis 1 = x = column), box rows are
+``(x1, y1, x2, y2)`` in continuous pixel coordinates where pixel ``k`` spans ``[k, k + 1)``.
+
+Pipeline (see ``configs/train.json``)::
+
+    LoadCXRImaged -> PackBoxesd (original-pixel box table, for FROC)
+      -> ScaleIntensityRangePercentilesd -> LetterboxResized (image + boxes to the network grid)
+      -> BoxesToMaskd (per-class box masks) -> [augmentation] -> DownsampleMaskd (stride-4 targets)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Resize, SpatialPad
+
+from scripts.loading import CXRInputError
+
+__all__ = ["BoxesToMaskd", "DownsampleMaskd", "HeatmapScored", "LetterboxResized", "PackBoxesd", "unpack_boxes"]
+
+# Boxes may touch the far image edge (x2 = W); allow half a pixel of rounding beyond it.
+_EDGE_TOLERANCE = 0.5
+
+
+def _filename(d: Mapping, key: Hashable) -> str:
+    value = d.get(key)
+    meta = getattr(value, "meta", None) or {}
+    return str(meta.get("filename_or_obj", "<unknown file>"))
+
+
+class LetterboxResized(MapTransform):
+    """Resize so that the longer side is ``spatial_size``, keeping the aspect ratio, then zero-pad at the end.
+
+    Padding only after the image (right and bottom) keeps the mapping between network pixels and file pixels a
+    pure per-axis scale, stored as ``scale`` = ``[sx, sy]`` (float32): ``x_network = x_file * sx``. The boxes
+    under ``box_key`` (if present) are scaled the same way and checked against the original image size.
+
+    Args:
+        keys: image keys, ``(C, W, H)``.
+        spatial_size: side of the square network input, pixels.
+        box_key: key of the ``(M, 4)`` boxes to rescale; missing keys are skipped.
+        mode: interpolation for the down-sampling (``"area"`` avoids aliasing of thin cortical lines).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spatial_size: int,
+        box_key: str = "boxes",
+        mode: str = "area",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.spatial_size = int(spatial_size)
+        self.box_key = box_key
+        self.resize = Resize(spatial_size=self.spatial_size, size_mode="longest", mode=mode)
+        self.pad = SpatialPad(spatial_size=(self.spatial_size, self.spatial_size), method="end", mode="constant")
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            original = torch.tensor(d[key].shape[1:], dtype=torch.float32)
+            resized = self.resize(d[key])
+            scale = torch.tensor(resized.shape[1:], dtype=torch.float32) / original
+            d[key] = self.pad(resized)
+            d["scale"] = scale
+            if self.box_key in d:
+                d[self.box_key] = self._scale_boxes(d[self.box_key], original, scale, _filename(data, key))
+        return d
+
+    @staticmethod
+    def _scale_boxes(boxes: Any, original: torch.Tensor, scale: torch.Tensor, filename: str) -> torch.Tensor:
+        boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
+        limit = torch.cat([original, original]) + _EDGE_TOLERANCE
+        outside = (boxes > limit).any(dim=1) | (boxes < 0).any(dim=1)
+        if outside.any():
+            bad = boxes[outside][0].tolist()
+            raise CXRInputError(
+                f"{filename}: box {bad} lies outside the image of {int(original[0])} x {int(original[1])} pixels "
+                "(boxes are x1, y1, x2, y2 with x = column)."
+            )
+        return boxes * torch.cat([scale, scale])
+
+
+class BoxesToMaskd(MapTransform):
+    """Rasterise boxes into a per-class binary mask on the grid of a reference image.
+
+    MONAI's ``BoxToMaskd`` writes one channel per *box*; the heatmap target needs the union per *class*, so
+    boxes are painted directly. A pixel belongs to a box when its footprint overlaps the box, so a box thinner
+    than a pixel still marks one.
+
+    Args:
+        keys: key of the ``(M, 4)`` boxes in the reference image's pixels.
+        output_key: key for the float32 mask ``(num_classes, W, H)``.
+        class_key: ``(M,)`` class index of each box.
+        ref_key: image whose spatial shape the mask takes.
+        num_classes: mask channels.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "boxes",
+        output_key: str = "label",
+        class_key: str = "box_classes",
+        ref_key: str = "image",
+        num_classes: int = 2,
+    ) -> None:
+        super().__init__(keys)
+        self.output_key, self.class_key, self.ref_key, self.num_classes = output_key, class_key, ref_key, num_classes
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        width, height = d[self.ref_key].shape[1:]
+        for key in self.key_iterator(d):
+            boxes = torch.as_tensor(np.asarray(d[key], dtype=np.float32)).reshape(-1, 4)
+            classes = torch.as_tensor(np.asarray(d[self.class_key], dtype=np.int64)).reshape(-1)
+            mask = torch.zeros((self.num_classes, width, height), dtype=torch.float32)
+            for (x1, y1, x2, y2), cls in zip(boxes.tolist(), classes.tolist(), strict=True):
+                if not 0 <= cls < self.num_classes:
+                    raise CXRInputError(f"{_filename(d, self.ref_key)}: box class index {cls} is not a known class.")
+                i1, j1 = max(int(np.floor(x1)), 0), max(int(np.floor(y1)), 0)
+                i2, j2 = min(max(int(np.ceil(x2)), i1 + 1), width), min(max(int(np.ceil(y2)), j1 + 1), height)
+                mask[cls, i1:i2, j1:j2] = 1.0
+            d[self.output_key] = mask
+        return d
+
+
+class DownsampleMaskd(MapTransform):
+    """Down-sample binary masks by max-pooling, so a cell is positive when any pixel under it is.
+
+    Turns a full-resolution box mask ``(C, W, H)`` into the heatmap target ``(C, W / stride, H / stride)``.
+    Max-pooling keeps boxes smaller than a cell, which ``Resized(mode="area")`` followed by a threshold also
+    would, in one step.
+    """
+
+    def __init__(self, keys: KeysCollection, stride: int = 4, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.stride = int(stride)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            mask = torch.as_tensor(d[key], dtype=torch.float32)
+            d[key] = F.max_pool2d(mask[None], kernel_size=self.stride, stride=self.stride)[0]
+        return d
+
+
+class PackBoxesd(MapTransform):
+    """Pack variable-length boxes into a fixed ``(max_boxes, 5)`` table so that images can be batched.
+
+    Rows are ``(x1, y1, x2, y2, class_index)`` in the *original* file's pixels; unused rows are -1. The table
+    travels with the batch to the FROC metric, which needs the boxes in file coordinates.
+
+    Args:
+        keys: key of the ``(M, 4)`` boxes.
+        output_key: key for the table.
+        class_key: ``(M,)`` class indices.
+        max_boxes: table length; an image with more boxes is refused (its name is given).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "boxes",
+        output_key: str = "box_table",
+        class_key: str = "box_classes",
+        max_boxes: int = 32,
+    ) -> None:
+        super().__init__(keys)
+        self.output_key, self.class_key, self.max_boxes = output_key, class_key, int(max_boxes)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            boxes = np.asarray(d[key], dtype=np.float32).reshape(-1, 4)
+            classes = np.asarray(d[self.class_key], dtype=np.float32).reshape(-1, 1)
+            if len(boxes) > self.max_boxes:
+                raise CXRInputError(
+                    f"{_filename(d, 'image')}: {len(boxes)} boxes, more than max_boxes={self.max_boxes}."
+                )
+            table = torch.full((self.max_boxes, 5), -1.0)
+            table[: len(boxes)] = torch.as_tensor(np.concatenate([boxes, classes], axis=1))
+            d[self.output_key] = table
+        return d
+
+
+def unpack_boxes(table: torch.Tensor | np.ndarray, class_index: int | None = None) -> np.ndarray:
+    """Return the ``(M, 4)`` boxes of a :class:`PackBoxesd` table, optionally only those of one class."""
+    table = np.asarray(torch.as_tensor(table).detach().cpu(), dtype=np.float64).reshape(-1, 5)
+    keep = table[:, 4] >= 0 if class_index is None else table[:, 4] == class_index
+    return table[keep, :4]
+
+
+class HeatmapScored(MapTransform):
+    """Image-level score per class = maximum of the class's heatmap (the paper's image classifier).
+
+    Args:
+        keys: heatmap key, probabilities ``(C, h, w)``.
+        output_key: where to store the ``(C,)`` scores.
+    """
+
+    def __init__(self, keys: KeysCollection = "pred", output_key: str = "image_score") -> None:
+        super().__init__(keys)
+        self.output_key = output_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_key] = torch.as_tensor(d[key]).flatten(1).amax(dim=1)
+        return d
