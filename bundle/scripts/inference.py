@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from monai.data import Dataset
 
+from scripts.datalist import load_datalist
 from scripts.loading import SUPPORTED_SUFFIXES, CXRInputError
 
 __all__ = ["FailSafeDataset", "find_images"]
@@ -22,12 +23,22 @@ __all__ = ["FailSafeDataset", "find_images"]
 logger = logging.getLogger(__name__)
 
 
-def find_images(folder: str | Path, recursive: bool = True) -> list[dict[str, str]]:
-    """List every DICOM, PNG/JPEG/TIFF and NIfTI file under ``folder`` as ``[{"image": path}, ...]``, sorted.
+def find_images(
+    folder: str | Path, datalist: str | Path | None = None, split: str = "test", recursive: bool = True
+) -> list[dict[str, str]]:
+    """List the radiographs to run on, as ``[{"image": path}, ...]``.
+
+    Args:
+        folder: every DICOM, PNG/JPEG/TIFF and NIfTI file under it is listed (sorted), unless ``datalist`` is set.
+        datalist: optional datalist JSON; if given, the images of its ``split`` are listed instead of ``folder``.
+        split: datalist split to use with ``datalist``.
+        recursive: also search sub-folders of ``folder``.
 
     Raises:
         FileNotFoundError: ``folder`` does not exist or holds no supported file.
     """
+    if datalist:
+        return [{"image": item["image"]} for item in load_datalist(datalist, split, check_files=False)]
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: input folder not found.")
