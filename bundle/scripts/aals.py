@@ -1,0 +1,176 @@
+"""Adaptive Asymmetric Label Sharpening (AALS) and the ignite handler that distils teacher maps into targets.
+
+Wang et al., "Knowledge Distillation with Adaptive Asymmetric Label Sharpening for Semi-supervised Fracture
+Detection in Chest X-rays", IPMI 2021. For an image-level positive (subset P) the teacher's probability map
+``y`` becomes the student's target after sharpening::
+
+    S(y) = expit(a * logit(y) + (1 - a) * logit(t)),   a = a0 - (a0 - 1) * y_max,   target = max(S(y), y)
+
+``t`` is the fixed point (below it S lowers, above it S raises the probability), ``a`` the strength: strongest
+(``a0``) when the teacher is unsure (``y_max`` near 0) and none (``a = 1``) when it is certain. The outer
+``max`` makes the sharpening asymmetric: it only ever raises probabilities, since a known positive image must
+contain a fracture somewhere.
+
+Nothing in MONAI or ignite does this; the teacher itself is ignite's ``EMAHandler``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+
+__all__ = ["TARGET_VARIANTS", "AALSTargetHandler", "load_weights", "make_target_fn", "sharpen"]
+
+logger = logging.getLogger(__name__)
+
+#: Stage-2 target variants for the ablation: AALS and the baselines it is compared with.
+TARGET_VARIANTS = ("aals", "plain", "symmetric", "asymmetric_fixed")
+
+
+def _logit(prob: torch.Tensor) -> torch.Tensor:
+    # Clamp away from 0 and 1 by a margin the dtype can represent, so logit stays finite.
+    eps = 1e-6 if prob.dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-12
+    return torch.logit(prob, eps=eps)
+
+
+def _sharpen_with_strength(prob: torch.Tensor, a: torch.Tensor | float, t: float) -> torch.Tensor:
+    t_logit = float(np.log(t / (1.0 - t)))
+    return torch.sigmoid(a * _logit(prob) + (1.0 - a) * t_logit)
+
+
+def sharpen(prob: torch.Tensor, a0: float, t: float = 0.4) -> torch.Tensor:
+    """AALS: adaptive asymmetric sharpening of a probability map.
+
+    Args:
+        prob: probabilities ``(B, C, H, W)`` in ``[0, 1]``; any float dtype and device.
+        a0: sharpening strength for a map whose maximum is 0 (``a0 >= 1``; 1 means no sharpening).
+        t: fixed point of the sharpening, in ``(0, 1)``.
+
+    Returns:
+        ``max(S(prob), prob)`` with ``a = a0 - (a0 - 1) * y_max`` per image and channel, same shape, dtype and
+        device as ``prob``; finite at exactly 0 and 1.
+    """
+    if prob.ndim != 4:
+        raise ValueError(f"prob must be (B, C, H, W), got shape {tuple(prob.shape)}.")
+    if a0 < 1.0 or not 0.0 < t < 1.0:
+        raise ValueError(f"need a0 >= 1 and 0 < t < 1, got a0={a0}, t={t}.")
+    y_max = prob.amax(dim=(-2, -1), keepdim=True)
+    a = a0 - (a0 - 1.0) * y_max
+    return torch.maximum(_sharpen_with_strength(prob, a, t), prob)
+
+
+def make_target_fn(variant: str = "aals", a0: float = 4.0, t: float = 0.4) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return the map from teacher probabilities ``(B, C, H, W)`` to student targets for an ablation variant.
+
+    * ``"aals"``: :func:`sharpen` (adaptive strength, fixed point ``t``, never lowers);
+    * ``"plain"``: the teacher map itself (plain knowledge distillation);
+    * ``"symmetric"``: fixed strength ``a0`` around 0.5, lowering and raising (no ``max``);
+    * ``"asymmetric_fixed"``: fixed strength ``a0`` around ``t``, never lowering.
+    """
+    if variant == "aals":
+        return lambda prob: sharpen(prob, a0, t)
+    if variant == "plain":
+        return lambda prob: prob
+    if variant == "symmetric":
+        return lambda prob: _sharpen_with_strength(prob, a0, 0.5)
+    if variant == "asymmetric_fixed":
+        return lambda prob: torch.maximum(_sharpen_with_strength(prob, a0, t), prob)
+    raise ValueError(f"unknown target variant {variant!r}, expected one of {TARGET_VARIANTS}.")
+
+
+def load_weights(network: nn.Module, path: str, key: str = "model") -> nn.Module:
+    """Load a state dict saved by ``CheckpointSaver`` (bare, or under ``key``) into ``network``; returns it.
+
+    Uses ``torch.load(weights_only=True)``: a checkpoint can hold tensors only, never code.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+        state = state[key]
+    network.load_state_dict(state)
+    logger.info("loaded weights from %s", path)
+    return network
+
+
+class AALSTargetHandler:
+    """Replace the targets of image-level positives (subset P) with sharpened teacher maps, every iteration.
+
+    Runs at ``ITERATION_STARTED``, before ``prepare_batch``: the trainer's loss then sees the new targets. For
+    each P image the teacher (eval mode, no gradient) predicts on the same augmented image as the student; a class
+    labelled positive gets the sharpened map, a class labelled negative gets zeros. R and N images keep their
+    box or all-zero maps.
+
+    Args:
+        teacher: the teacher network, e.g. ``EMAHandler(...).ema_model``.
+        target_fn: teacher probabilities -> targets, from :func:`make_target_fn`.
+        device: device the teacher runs on.
+        image_key, label_key, image_label_key, subset_key: batch keys (image ``(B, 1, S, S)``, target map
+            ``(B, C, S/4, S/4)``, image-level labels ``(B, C)``, subsets ``list[str]``).
+
+    Every epoch it logs the quartiles of the teacher's map maxima for the positive classes of P images: when most
+    stay below ``t``, AALS cannot change anything (values below ``t`` are kept by the ``max``).
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        target_fn: Callable[[torch.Tensor], torch.Tensor],
+        device: str | torch.device = "cpu",
+        image_key: str = "image",
+        label_key: str = "label",
+        image_label_key: str = "image_label",
+        subset_key: str = "subset",
+    ) -> None:
+        self.teacher = teacher
+        self.target_fn = target_fn
+        self.device = torch.device(device)
+        self.image_key, self.label_key = image_key, label_key
+        self.image_label_key, self.subset_key = image_label_key, subset_key
+        self.teacher_maxima: list[float] = []
+
+    def attach(self, engine: Engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_STARTED, self)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._log_teacher_maxima)
+
+    def __call__(self, engine: Engine) -> None:
+        batch = engine.state.batch
+        is_p = torch.tensor([subset == "P" for subset in _as_list(batch[self.subset_key])], dtype=torch.bool)
+        if not is_p.any():
+            return
+        images = batch[self.image_key][is_p].to(self.device)
+        self.teacher.eval()
+        with torch.no_grad():
+            prob = torch.sigmoid(self.teacher(images).float())
+        positive = batch[self.image_label_key][is_p].to(prob.device, prob.dtype)[..., None, None]
+        self.teacher_maxima.extend(prob.amax(dim=(-2, -1))[positive[..., 0, 0] > 0].tolist())
+        targets = self.target_fn(prob) * positive
+        labels = batch[self.label_key].clone()
+        labels[is_p] = targets.to(labels.device, labels.dtype)
+        batch[self.label_key] = labels
+
+    def _log_teacher_maxima(self, engine: Engine) -> None:
+        if not self.teacher_maxima:
+            return
+        maxima = np.asarray(self.teacher_maxima)
+        quartiles = np.percentile(maxima, [25, 50, 75])
+        logger.info(
+            "AALS epoch %d: teacher map maxima, positive classes of P images (n=%d): quartiles %.3f / %.3f / %.3f",
+            engine.state.epoch,
+            maxima.size,
+            *quartiles,
+        )
+        engine.state.metrics["teacher_p_max_median"] = float(quartiles[1])
+        self.teacher_maxima = []
+
+
+def _as_list(values: Sequence[str] | str) -> list[str]:
+    return [values] if isinstance(values, str) else list(values)
