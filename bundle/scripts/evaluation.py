@@ -1,0 +1,100 @@
+"""Ignite handler that collects per-image results of an evaluation run and writes the evaluation report.
+
+The metrics themselves are computed from the collected records by :mod:`scripts.report` (AUROC via
+``monai.metrics.compute_roc_auc``, FROC via :mod:`scripts.froc`), so the report, the CSV curves and
+``metrics.json`` always agree with each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from scripts.report import ImageRecord, format_metrics_table, write_evaluation_report
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+
+__all__ = ["EvaluationReportHandler"]
+
+logger = logging.getLogger(__name__)
+
+
+def _numpy(value: object) -> np.ndarray:
+    return torch.as_tensor(value).detach().cpu().double().numpy()
+
+
+class EvaluationReportHandler:
+    """Collect one :class:`scripts.report.ImageRecord` per image; write the report when the run completes.
+
+    Reads, per decollated item: ``image_path``, ``image_target`` ``(C,)``, ``image_score`` ``(C,)``,
+    ``detections`` ``(K, 4)`` and ``box_target`` ``(max_boxes, 5)`` (padding rows -1), all in file pixels.
+
+    Args:
+        output_dir: report folder (``metrics.json``, curves, plots, ``detections.json``, ``report.html``).
+        class_names: class names in channel order.
+        paper_rates: FP rates of the paper's FROC score.
+        camelyon_rates: FP rates of the CAMELYON FROC score.
+        model_name: shown in the report (e.g. the checkpoint path).
+        num_overlays: number of false-positive and missed-fracture crops in the report.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        class_names: Sequence[str],
+        paper_rates: Sequence[float] = (0.1, 0.2, 0.3, 0.4),
+        camelyon_rates: Sequence[float] = (0.25, 0.5, 1, 2, 4, 8),
+        model_name: str = "model",
+        num_overlays: int = 8,
+    ) -> None:
+        self.output_dir = output_dir
+        self.class_names = list(class_names)
+        self.paper_rates, self.camelyon_rates = tuple(paper_rates), tuple(camelyon_rates)
+        self.model_name, self.num_overlays = model_name, num_overlays
+        self.records: list[ImageRecord] = []
+        self.metrics: dict = {}
+
+    def attach(self, engine: Engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _reset(self, engine: Engine) -> None:
+        self.records = []
+
+    def _collect(self, engine: Engine) -> None:
+        for item, batch_item in zip(engine.state.output, engine.state.batch, strict=True):
+            data = {**batch_item, **item}
+            boxes = _numpy(data["box_target"]).reshape(-1, 5)
+            self.records.append(
+                ImageRecord(
+                    image=str(data["image_path"]),
+                    image_label=_numpy(data["image_target"]).reshape(-1),
+                    image_score=_numpy(data["image_score"]).reshape(-1),
+                    detections=_numpy(data["detections"]).reshape(-1, 4),
+                    boxes=boxes[boxes[:, 4] >= 0],
+                )
+            )
+
+    def _write(self, engine: Engine) -> None:
+        self.metrics = write_evaluation_report(
+            self.output_dir,
+            self.records,
+            self.class_names,
+            paper_rates=self.paper_rates,
+            camelyon_rates=self.camelyon_rates,
+            model_name=self.model_name,
+            num_overlays=self.num_overlays,
+        )
+        logger.info("evaluation of %s on %d images:\n%s", self.model_name, len(self.records), self._table())
+        logger.info("evaluation report written to %s/report.html", self.output_dir)
+
+    def _table(self) -> str:
+        return format_metrics_table(self.metrics)

@@ -1,0 +1,90 @@
+"""Datalist validation: every problem reported with its entry and file, subsets filtered, labels parsed."""
+
+import json
+
+import numpy as np
+import pytest
+from scripts.datalist import DatalistError, load_datalist
+from scripts.sampling import subset_weights
+
+
+def _write(tmp_path, content, images=("a.png", "b.png", "c.png", "d.png")):
+    for name in images:
+        (tmp_path / name).write_bytes(b"x")
+    path = tmp_path / "datalist.json"
+    path.write_text(json.dumps(content))
+    return path
+
+
+GOOD = {
+    "classes": ["rib", "clavicle"],
+    "training": [
+        {
+            "image": "a.png",
+            "subset": "R",
+            "labels": {"rib": 1, "clavicle": 0},
+            "boxes": [[1, 2, 10, 12]],
+            "box_classes": ["rib"],
+        },
+        {"image": "b.png", "subset": "P", "labels": {"rib": 1, "clavicle": 1}},
+        {"image": "c.png", "subset": "N", "labels": {"rib": 0, "clavicle": 0}},
+    ],
+    "validation": [
+        {"image": "d.png", "labels": {"rib": 0, "clavicle": 1}, "boxes": [[3, 3, 5, 5]], "box_classes": ["clavicle"]}
+    ],
+}
+
+
+def test_good_datalist_is_parsed(tmp_path):
+    items = load_datalist(_write(tmp_path, GOOD), "training")
+    assert [i["subset"] for i in items] == ["R", "P", "N"]
+    assert items[0]["image"] == str(tmp_path / "a.png")
+    np.testing.assert_array_equal(items[0]["boxes"], [[1, 2, 10, 12]])
+    np.testing.assert_array_equal(items[0]["box_classes"], [0])
+    np.testing.assert_array_equal(items[1]["image_label"], [1, 1])
+    assert items[1]["boxes"].shape == (0, 4)
+    val = load_datalist(tmp_path / "datalist.json", "validation")
+    np.testing.assert_array_equal(val[0]["box_classes"], [1])
+    assert val[0]["subset"] == "eval"
+
+
+def test_subsets_are_filtered(tmp_path):
+    items = load_datalist(_write(tmp_path, GOOD), "training", subsets=("R", "N"))
+    assert [i["subset"] for i in items] == ["R", "N"]
+
+
+def test_every_problem_is_reported_with_entry_and_file(tmp_path):
+    bad = json.loads(json.dumps(GOOD))
+    bad["training"][0]["box_classes"] = ["femur"]
+    bad["training"][1]["image"] = "missing.png"
+    bad["training"][2]["labels"] = {"rib": 1}
+    bad["training"].append({"image": "a.png", "subset": "X", "labels": {}})
+    bad["training"].append(
+        {"image": "a.png", "subset": "R", "labels": {"rib": 1}, "boxes": [[5, 5, 2, 9]], "box_classes": ["rib"]}
+    )
+    with pytest.raises(DatalistError) as error:
+        load_datalist(_write(tmp_path, bad), "training")
+    message = str(error.value)
+    assert "training[0] a.png: box class 'femur' is not one of ['rib', 'clavicle']" in message
+    assert "training[1] missing.png: image file not found" in message
+    assert "training[2] c.png: subset N (negative) but labels mark a fracture" in message
+    assert "training[3] a.png: subset must be one of" in message
+    assert "training[4] a.png: every box needs x1 < x2 and y1 < y2" in message
+
+
+def test_unparseable_and_missing_datalists(tmp_path):
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(DatalistError, match="broken.json: not valid JSON"):
+        load_datalist(tmp_path / "broken.json", "training")
+    with pytest.raises(DatalistError, match="nothere.json: datalist file not found"):
+        load_datalist(tmp_path / "nothere.json", "training")
+    with pytest.raises(DatalistError, match="no list named 'test'"):
+        load_datalist(_write(tmp_path, GOOD), "test")
+
+
+def test_subset_weights_give_the_requested_mix():
+    items = [{"subset": "R"}] * 2 + [{"subset": "N"}] * 8
+    weights = subset_weights(items, {"R": 0.5, "N": 0.5})
+    assert sum(weights[:2]) == pytest.approx(0.5) and sum(weights[2:]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="no weight to subsets"):
+        subset_weights(items + [{"subset": "P"}], {"R": 1.0, "N": 1.0})
