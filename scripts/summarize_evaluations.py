@@ -1,0 +1,55 @@
+"""Print a side-by-side table of several evaluation runs (folders holding ``metrics.json``).
+
+Example::
+
+    python scripts/summarize_evaluations.py demo/eval/stage1_model demo/eval/distill_model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _fmt(value: float | None) -> str:
+    return "   -  " if value is None else f"{value:6.3f}"
+
+
+def summarize(folders: list[Path]) -> str:
+    """Return a fixed-width table: one row per run, AUROC and FROC (paper rates) per class and mean."""
+    runs = []
+    for folder in folders:
+        path = folder / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no metrics.json (did the evaluation run?)")
+        runs.append((folder.name, json.loads(path.read_text())))
+    classes = list(runs[0][1]["classes"])
+    header = f"{'model':<22}" + "".join(f"{c + ' AUROC':>16}{c + ' FROC':>15}" for c in classes)
+    header += f"{'mean AUROC':>12}{'mean FROC':>11}"
+    lines = [header, "-" * len(header)]
+    for name, metrics in runs:
+        row = f"{name:<22}"
+        for c in classes:
+            row += f"{_fmt(metrics['classes'][c]['auroc']):>16}{_fmt(metrics['classes'][c]['froc_paper']):>15}"
+        row += f"{_fmt(metrics['mean']['auroc']):>12}{_fmt(metrics['mean']['froc_paper']):>11}"
+        lines.append(row)
+    lines.append("FROC = mean sensitivity at 0.1, 0.2, 0.3, 0.4 false positives per image (test split).")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="evaluation output folders")
+    args = parser.parse_args(argv)
+    try:
+        print(summarize(args.folders))
+    except (FileNotFoundError, KeyError, json.JSONDecodeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""End-to-end bundle runs on a tiny phantom set, exactly as a user types them: train, resume, distill, evaluate, infer.
+
+Each run is a ``python -m monai.bundle run ...`` subprocess from the repository root, with the light network and
+64 px images so that the whole module takes about a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO_ROOT
+from monai.metrics import compute_roc_auc
+from scripts.froc import froc_score
+from scripts.synthetic import generate_dataset
+
+CONFIGS = REPO_ROOT / "bundle" / "configs"
+LIGHT = [
+    "--image_size", "64",
+    "--network_def#block", "basic",
+    "--network_def#layers", "[1,1,1,1]",
+    "--network_def#widths", "[8,16,32,64]",
+    "--network_def#fpn_channels", "16",
+    "--batch_size", "4",
+    "--num_workers", "0",
+]  # fmt: skip
+
+
+def run_bundle(run_id: str | None, configs: list[str], *overrides: str) -> str:
+    """Run ``python -m monai.bundle run [run_id] --config_file [...] overrides``; return its output."""
+    files = "[" + ",".join(f"'{CONFIGS / name}'" for name in configs) + "]"
+    command = [sys.executable, "-m", "monai.bundle", "run", *([run_id] if run_id else [])]
+    command += ["--config_file", files, "--meta_file", str(CONFIGS / "metadata.json"), *LIGHT, *overrides]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"bundle run failed:\n{output[-4000:]}"
+    return output
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("phantoms")
+    generate_dataset(
+        root, num_images=32, size=96, seed=3, prevalence=0.5, r_fraction=0.5, val_fraction=0.25,
+        test_fraction=0.25, difficulty=0.0, progress=False,
+    )  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="module")
+def stage1(dataset, tmp_path_factory) -> Path:
+    """Stage 1 for one epoch with the ``training`` run id; returns the checkpoint folder."""
+    models = tmp_path_factory.mktemp("stage1")
+    run_bundle(
+        "training", ["train.json"], "--dataset_dir", str(dataset), "--ckpt_dir", str(models),
+        "--output_dir", str(models / "runs"), "--train#trainer#max_epochs", "1", "--train#samples_per_epoch", "8",
+    )  # fmt: skip
+    return models
+
+
+def test_stage1_saves_weights_tensorboard_and_resumes(stage1, dataset):
+    assert (stage1 / "model.pt").is_file() and (stage1 / "checkpoint_epoch=1.pt").is_file()
+    assert any((stage1 / "runs" / "tensorboard").iterdir())
+    weights = torch.load(stage1 / "model.pt", weights_only=True)
+    assert any(key.startswith("head.") for key in weights)
+    # resume with the default run id: continues at epoch 2, does not restart at 1
+    output = run_bundle(
+        None, ["train.json"], "--dataset_dir", str(dataset), "--ckpt_dir", str(stage1),
+        "--output_dir", str(stage1 / "runs"), "--train#trainer#max_epochs", "2", "--train#samples_per_epoch", "8",
+        "--resume_checkpoint", str(stage1 / "checkpoint_epoch=1.pt"),
+    )  # fmt: skip
+    assert "Restored all variables" in output
+    assert "Epoch: 2/2" in output and "Epoch: 1/2" not in output
+    assert (stage1 / "checkpoint_epoch=2.pt").is_file()
+
+
+def test_distillation_trains_student_and_teacher_and_resumes(stage1, dataset, tmp_path):
+    common = [
+        "--dataset_dir", str(dataset), "--stage1_checkpoint", str(stage1 / "model.pt"), "--ckpt_dir", str(tmp_path),
+        "--output_dir", str(tmp_path / "runs"), "--train#samples_per_epoch", "8",
+    ]  # fmt: skip
+    output = run_bundle("training", ["train.json", "distill.json"], *common, "--train#trainer#max_epochs", "1")
+    assert "loaded weights from" in output and "teacher map maxima" in output
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "teacher.pt").is_file()
+    checkpoint = torch.load(tmp_path / "checkpoint_epoch=1.pt", weights_only=True)
+    assert {"model", "teacher", "optimizer", "trainer"} <= set(checkpoint)
+    output = run_bundle(
+        None, ["train.json", "distill.json"], *common, "--train#trainer#max_epochs", "2",
+        "--resume_checkpoint", str(tmp_path / "checkpoint_epoch=1.pt"),
+    )  # fmt: skip
+    assert "Epoch: 2/2" in output and "Epoch: 1/2" not in output
+    resumed = torch.load(tmp_path / "checkpoint_epoch=2.pt", weights_only=True)
+    assert resumed["trainer"]["epoch"] == 2
+
+
+def test_evaluation_writes_every_output_and_numbers_match_direct_computation(stage1, dataset, tmp_path):
+    run_bundle(
+        "evaluating", ["train.json", "evaluate.json"], "--dataset_dir", str(dataset),
+        "--ckpt_path", str(stage1 / "model.pt"), "--output_dir", str(tmp_path),
+    )  # fmt: skip
+    for name in ["metrics.json", "detections.json", "report.html", "froc.png", "roc.png", "froc_curve_rib.csv"]:
+        assert (tmp_path / name).stat().st_size > 0, name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    images = json.loads((tmp_path / "detections.json").read_text())["images"]
+    test_items = json.loads((dataset / "datalist.json").read_text())["test"]
+    assert len(images) == len(test_items) == metrics["num_images"]
+    for name in metrics["classes"]:
+        detections = [
+            np.array([[d["x"], d["y"], d["score"]] for d in image["detections"] if d["class"] == name]).reshape(-1, 3)
+            for image in images
+        ]
+        boxes = [
+            np.array([[b[k] for k in ("x1", "y1", "x2", "y2")] for b in image["boxes"] if b["class"] == name])
+            .reshape(-1, 4)
+            for image in images
+        ]  # fmt: skip
+        expected_froc = froc_score(detections, boxes) if sum(len(b) for b in boxes) else None
+        assert metrics["classes"][name]["froc_paper"] == pytest.approx(expected_froc, abs=1e-3)
+        labels = torch.tensor([image["image_label"][name] for image in images], dtype=torch.float32)
+        scores = torch.tensor([image["image_score"][name] for image in images])
+        expected_auc = float(compute_roc_auc(scores, labels)) if 0 < labels.sum() < len(labels) else None
+        assert metrics["classes"][name]["auroc"] == pytest.approx(expected_auc, abs=1e-3)
+
+
+def test_inference_writes_detections_and_overlays_and_survives_bad_files(stage1, dataset, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    test_items = json.loads((dataset / "datalist.json").read_text())["test"][:3]
+    for item in test_items:
+        shutil.copy(dataset / item["image"], images)
+    (images / "corrupt.dcm").write_bytes(b"\x00" * 300)
+    (images / "notes.png").write_text("not an image")
+    out = tmp_path / "results"
+    run_bundle(
+        "inference", ["inference.json"], "--dataset_dir", str(images), "--output_dir", str(out),
+        "--ckpt_path", str(stage1 / "model.pt"), "--score_floor", "0.0",
+    )  # fmt: skip
+    for item in test_items:
+        stem = Path(item["image"]).stem
+        record = json.loads((out / f"{stem}.json").read_text())
+        assert (out / f"{stem}_overlay.png").stat().st_size > 0
+        assert set(record) == {"image", "image_size", "classes", "image_score", "detections"}
+        assert record["classes"] == ["rib", "clavicle"]
+        width, height = record["image_size"]
+        assert record["detections"], "score_floor 0 must give peaks"
+        for detection in record["detections"]:
+            assert detection["class"] in record["classes"]
+            assert 0 <= detection["x"] <= width and 0 <= detection["y"] <= height
+            assert detection["score"] <= record["image_score"][detection["class"]] + 1e-4
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processed"] == 3 and summary["failed"] == 2
+    reasons = {Path(f["image"]).name: f["error"] for f in summary["failures"]}
+    assert "corrupt.dcm" in reasons["corrupt.dcm"] and "cannot read as DICOM" in reasons["corrupt.dcm"]
+    assert "cannot read as PNG" in reasons["notes.png"]
