@@ -11,11 +11,13 @@ started=$(date +%s)
 OUT="${DEMO_OUT:-demo}"
 DATA="${DEMO_DATA:-$OUT/data}"
 NUM_IMAGES="${DEMO_NUM_IMAGES:-1000}"
-PHANTOM_SIZE="${DEMO_PHANTOM_SIZE:-384}"
+PHANTOM_SIZE="${DEMO_PHANTOM_SIZE:-320}"
 DIFFICULTY="${DEMO_DIFFICULTY:-0.2}"
 SEED="${DEMO_SEED:-2026}"
+PREVALENCE="${DEMO_PREVALENCE:-0.4}"
+R_FRACTION="${DEMO_R_FRACTION:-0.4}"
 STAGE1_EPOCHS="${DEMO_STAGE1_EPOCHS:-24}"
-STAGE2_EPOCHS="${DEMO_STAGE2_EPOCHS:-12}"
+STAGE2_EPOCHS="${DEMO_STAGE2_EPOCHS:-10}"
 SAMPLES_PER_EPOCH="${DEMO_SAMPLES_PER_EPOCH:-512}"
 
 step() { printf '\n==== [%4ds] %s\n' "$(($(date +%s) - started))" "$*"; }
@@ -32,21 +34,23 @@ if [ -f "$DATA/datalist.json" ]; then
     echo "reusing $DATA/datalist.json (delete the folder to regenerate)"
 else
     "$PY" scripts/generate_phantoms.py --out "$DATA" --num-images "$NUM_IMAGES" --size "$PHANTOM_SIZE" \
-        --seed "$SEED" --difficulty "$DIFFICULTY" --r-fraction 0.2 --prevalence 0.3 --workers 2
+        --seed "$SEED" --difficulty "$DIFFICULTY" --r-fraction "$R_FRACTION" --prevalence "$PREVALENCE" --workers 2
 fi
 
 step "3/6 stage 1: supervised training on R + N ($STAGE1_EPOCHS epochs x $SAMPLES_PER_EPOCH samples)"
 "$PY" -m monai.bundle run training $META \
     --config_file "['$CONFIGS/train.json','$DEMO_CFG']" \
     --dataset_dir "$DATA" --ckpt_dir "$OUT/models/stage1" --output_dir "$OUT/runs/stage1" \
-    --train#trainer#max_epochs "$STAGE1_EPOCHS" --train#samples_per_epoch "$SAMPLES_PER_EPOCH"
+    --train#trainer#max_epochs "$STAGE1_EPOCHS" --train#samples_per_epoch "$SAMPLES_PER_EPOCH" \
+    --learning_rate 0.002 --loss#pos_weight 20
 
 step "4/6 stage 2: AALS teacher-student distillation on R + N + P ($STAGE2_EPOCHS epochs)"
 "$PY" -m monai.bundle run training $META \
     --config_file "['$CONFIGS/train.json','$CONFIGS/distill.json','$DEMO_CFG']" \
     --dataset_dir "$DATA" --stage1_checkpoint "$OUT/models/stage1/model.pt" \
     --ckpt_dir "$OUT/models/distill" --output_dir "$OUT/runs/distill" \
-    --train#trainer#max_epochs "$STAGE2_EPOCHS" --train#samples_per_epoch "$SAMPLES_PER_EPOCH"
+    --train#trainer#max_epochs "$STAGE2_EPOCHS" --train#samples_per_epoch "$SAMPLES_PER_EPOCH" \
+    --loss#pos_weight 20
 
 step "5/6 evaluation on the test split (FROC + AUROC reports)"
 for model in stage1/model.pt distill/model.pt distill/teacher.pt; do

@@ -526,12 +526,14 @@ def fracture_magnitudes(subtlety: float) -> dict[str, float]:
     """
     salience = 1.0 - float(np.clip(subtlety, 0.0, 1.0))
     strong = salience**1.5
+    # The salient end is deliberately strong (a gap and step-off of a whole bone width, a callus doubling the bone)
+    # so that difficulty 0 is learnable by a small network trained from scratch in minutes on a CPU.
     return {
-        "gap": 0.03 + 0.5 * strong,
-        "step": 0.55 * strong,
+        "gap": 0.03 + 1.0 * strong,
+        "step": 0.9 * strong,
         "line": 0.15 + 0.85 * salience,
-        "callus": 0.08 + 0.8 * salience,
-        "callus_density": 0.05 + 0.6 * salience,
+        "callus": 0.08 + 1.4 * salience,
+        "callus_density": 0.05 + 1.0 * salience,
     }
 
 
@@ -654,7 +656,7 @@ def _band_splats(
     for frac, site in zip(fractures, sites, strict=True):
         width = 2.0 * base_half_width[site]
         along = tr.s[:, None] - tr.s[site] - grid.t * np.tan(frac.obliquity)  # signed distance to the fracture line
-        line_width = max(0.9, 0.12 * width) * (1.7 - frac.subtlety)
+        line_width = max(0.9, 0.12 * width) * (1.0 + 1.5 * (1.0 - frac.subtlety))
         line = np.exp(-((along / line_width) ** 2))
         reach = 0.6 * width
         if frac.kind == "displaced":
