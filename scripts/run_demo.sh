@@ -16,8 +16,8 @@ DIFFICULTY="${DEMO_DIFFICULTY:-0.2}"
 SEED="${DEMO_SEED:-2026}"
 PREVALENCE="${DEMO_PREVALENCE:-0.4}"
 R_FRACTION="${DEMO_R_FRACTION:-0.4}"
-STAGE1_EPOCHS="${DEMO_STAGE1_EPOCHS:-24}"
-STAGE2_EPOCHS="${DEMO_STAGE2_EPOCHS:-10}"
+STAGE1_EPOCHS="${DEMO_STAGE1_EPOCHS:-40}"
+STAGE2_EPOCHS="${DEMO_STAGE2_EPOCHS:-16}"
 SAMPLES_PER_EPOCH="${DEMO_SAMPLES_PER_EPOCH:-512}"
 
 step() { printf '\n==== [%4ds] %s\n' "$(($(date +%s) - started))" "$*"; }
@@ -50,7 +50,7 @@ step "4/6 stage 2: AALS teacher-student distillation on R + N + P ($STAGE2_EPOCH
     --dataset_dir "$DATA" --stage1_checkpoint "$OUT/models/stage1/model.pt" \
     --ckpt_dir "$OUT/models/distill" --output_dir "$OUT/runs/distill" \
     --train#trainer#max_epochs "$STAGE2_EPOCHS" --train#samples_per_epoch "$SAMPLES_PER_EPOCH" \
-    --loss#pos_weight 20
+    --loss#pos_weight 20 --ema_decay 0.99
 
 step "5/6 evaluation on the test split (FROC + AUROC reports)"
 for model in stage1/model.pt distill/model.pt distill/teacher.pt; do

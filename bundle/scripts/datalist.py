@@ -180,7 +180,7 @@ def load_datalist(
     errors: list[str] = []
     for index, entry in enumerate(entries):
         problems: list[str] = []
-        item = _parse_entry(entry, split, path.parent, classes, check_files, problems)
+        item = _parse_entry(entry, split, path.resolve().parent, classes, check_files, problems)
         if problems:
             name = entry.get("image", "?") if isinstance(entry, dict) else "?"
             errors.extend(f"{split}[{index}] {name}: {problem}" for problem in problems)

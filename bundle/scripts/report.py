@@ -616,7 +616,7 @@ def _image_entry(
         "image": record.image,
         "image_label": {name: int(v) for name, v in zip(class_names, record.image_label, strict=True)},
         "image_score": {
-            name: round(float(v), _METRIC_DECIMALS) for name, v in zip(class_names, record.image_score, strict=True)
+            name: round(float(v), _SCORE_DECIMALS) for name, v in zip(class_names, record.image_score, strict=True)
         },
         "detections": detections,
         "boxes": boxes,
