@@ -41,7 +41,7 @@ import torch
 from monai.metrics import compute_roc_auc
 from PIL import Image, ImageDraw, ImageFont
 
-from scripts.froc import froc_curve, sensitivity_at
+from scripts.froc import _as_rows, _to_numpy, froc_curve, sensitivity_at  # shared array checks
 from scripts.loading import load_cxr
 from scripts.writers import CLASS_COLOURS
 
@@ -85,25 +85,6 @@ _PLOT_FP_RANGE = (0.05, 8.0)  # x range of the FROC plot, FP per image (log scal
 # ----------------------------------------------------------------------------------------------------------------
 # input records
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    """Return a float64 numpy array from a numpy array, torch tensor or (nested) sequence."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float64)
-
-
-def _as_rows(value: Any, ncols: int, name: str) -> np.ndarray:
-    """Return ``value`` as a finite float64 array ``(n, ncols)``; an empty input gives ``(0, ncols)``."""
-    arr = _to_numpy(value)
-    if arr.size == 0:
-        return np.zeros((0, ncols), dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != ncols:
-        raise ValueError(f"{name} must have shape (n, {ncols}), got {arr.shape}.")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite.")
-    return arr
 
 
 @dataclass
