@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from scripts.detection import detections_by_class
+from scripts.loading import SUPPORTED_SUFFIXES
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -124,7 +125,8 @@ class DetectionWriter:
 
     def _stem(self, path: str) -> str:
         name = Path(path).name
-        for suffix in (".nii.gz", ".nii", ".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+        suffixes = sorted((s for group in SUPPORTED_SUFFIXES.values() for s in group), key=len, reverse=True)
+        for suffix in suffixes:  # longest first, so ".nii.gz" wins over ".gz"-less ".nii"
             if name.lower().endswith(suffix):
                 return name[: -len(suffix)]
         return Path(path).stem
