@@ -165,3 +165,19 @@ def test_inference_writes_detections_and_overlays_and_survives_bad_files(stage1,
     reasons = {Path(f["image"]).name: f["error"] for f in summary["failures"]}
     assert "corrupt.dcm" in reasons["corrupt.dcm"] and "cannot read as DICOM" in reasons["corrupt.dcm"]
     assert "cannot read as PNG" in reasons["notes.png"]
+
+
+def test_teacher_starts_from_stage1_weights_not_random(stage1, dataset, tmp_path):
+    """The EMA teacher deep-copies the student when built: stage-1 weights must be loaded before that."""
+    run_bundle(
+        "training", ["train.json", "distill.json"], "--dataset_dir", str(dataset),
+        "--stage1_checkpoint", str(stage1 / "model.pt"), "--ckpt_dir", str(tmp_path),
+        "--output_dir", str(tmp_path / "runs"), "--train#trainer#max_epochs", "1", "--train#samples_per_epoch", "8",
+        "--ema_decay", "0.999999",
+    )  # fmt: skip
+    stage1_weights = torch.load(stage1 / "model.pt", weights_only=True)
+    checkpoint = torch.load(tmp_path / "checkpoint_epoch=1.pt", weights_only=True)
+    learned = [k for k in stage1_weights if "running_" not in k and "num_batches" not in k]
+    teacher_gap = max((checkpoint["teacher"][k] - stage1_weights[k]).abs().max().item() for k in learned)
+    student_gap = max((checkpoint["model"][k] - stage1_weights[k]).abs().max().item() for k in learned)
+    assert teacher_gap < 1e-4 < student_gap  # the teacher barely moved from stage 1; the student trained
