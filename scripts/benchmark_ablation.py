@@ -177,6 +177,8 @@ def markdown(summary: dict, elapsed_min: float) -> str:
     header = "| model | rib AUROC | rib FROC | clavicle AUROC | clavicle FROC | mean AUROC | mean FROC |"
     lines = [header, "| --- " * 7 + "|"]
     for model, label in names.items():
+        if model not in summary:
+            continue
         cells = [f"{summary[model][c][0]:.3f} ± {summary[model][c][1]:.3f}" for c in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     g, s1, s2 = SETTINGS["generator"], SETTINGS["stage1"], SETTINGS["stage2"]
@@ -209,8 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "ablation", help="data, models and logs")
     parser.add_argument("--seeds", type=int, nargs="+", default=SETTINGS["training_seeds"], help="training seeds")
+    parser.add_argument("--variants", nargs="+", default=SETTINGS["variants"], help="stage-2 variants to train")
+    parser.add_argument("--pos-weight", type=float, default=None, help="override the BCE positive weight (both stages)")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="write the JSON here and leave bundle/docs untouched (probes)"
+    )
     args = parser.parse_args(argv)
-    SETTINGS["training_seeds"] = args.seeds
+    SETTINGS["training_seeds"], SETTINGS["variants"] = args.seeds, args.variants
+    if args.pos_weight is not None:
+        SETTINGS["stage1"]["pos_weight"] = SETTINGS["stage2"]["pos_weight"] = args.pos_weight
     started = time.time()
     work = args.work_dir.resolve()
     data = work / "data"
@@ -225,11 +234,15 @@ def main(argv: list[str] | None = None) -> int:
         "minutes": round(elapsed, 1),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
     }
-    (DOCS / "ablation.json").write_text(json.dumps(record, indent=2))
     table = markdown(summary, elapsed)
-    write_docs(table)
+    if args.output is not None:
+        args.output.write_text(json.dumps(record, indent=2))
+        log(f"done; wrote {args.output}", started)
+    else:
+        (DOCS / "ablation.json").write_text(json.dumps(record, indent=2))
+        write_docs(table)
+        log(f"done; wrote {DOCS / 'ablation.json'} and the table in {DOCS / 'README.md'}", started)
     print(table)
-    log(f"done; wrote {DOCS / 'ablation.json'} and the table in {DOCS / 'README.md'}", started)
     return 0
 
 
