@@ -93,8 +93,7 @@ class EvaluationReportHandler:
             model_name=self.model_name,
             num_overlays=self.num_overlays,
         )
-        logger.info("evaluation of %s on %d images:\n%s", self.model_name, len(self.records), self._table())
+        logger.info(
+            "evaluation of %s on %d images:\n%s", self.model_name, len(self.records), format_metrics_table(self.metrics)
+        )
         logger.info("evaluation report written to %s/report.html", self.output_dir)
-
-    def _table(self) -> str:
-        return format_metrics_table(self.metrics)
