@@ -86,15 +86,24 @@ def make_target_fn(variant: str = "aals", a0: float = 4.0, t: float = 0.4) -> Ca
     raise ValueError(f"unknown target variant {variant!r}, expected one of {TARGET_VARIANTS}.")
 
 
+def unwrap(network: nn.Module) -> nn.Module:
+    """The bare network inside ``DistributedDataParallel``/``DataParallel``, else ``network`` itself."""
+    if isinstance(network, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return network.module
+    return network
+
+
 def load_weights(network: nn.Module, path: str, key: str = "model") -> nn.Module:
     """Load a state dict saved by ``CheckpointSaver`` (bare, or under ``key``) into ``network``; returns it.
 
-    Uses ``torch.load(weights_only=True)``: a checkpoint can hold tensors only, never code.
+    Uses ``torch.load(weights_only=True)``: a checkpoint can hold tensors only, never code. A network wrapped in
+    ``DistributedDataParallel`` (multi-GPU configs) gets the weights in its inner module, since checkpoints hold
+    the bare network's keys.
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and key in state and isinstance(state[key], dict):
         state = state[key]
-    network.load_state_dict(state)
+    unwrap(network).load_state_dict(state)
     logger.info("loaded weights from %s", path)
     return network
 

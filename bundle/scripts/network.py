@@ -73,6 +73,11 @@ class FractureHeatmapNet(nn.Module):
         self.fpn = FeaturePyramidNetwork(
             spatial_dims=2, in_channels_list=[w * expansion for w in widths], out_channels=fpn_channels
         )
+        # The head reads only the finest pyramid level (stride 4). The 3x3 output convolutions of the coarser
+        # levels would be dead weights: wasted compute, and parameters without gradient, which
+        # DistributedDataParallel refuses. The top-down path (lateral 1x1 convolutions) is unaffected.
+        for level in range(1, len(self.fpn.layer_blocks)):
+            self.fpn.layer_blocks[level] = nn.Identity()
         self.head = nn.Sequential(
             nn.Conv2d(fpn_channels, fpn_channels, kernel_size=3, padding=1),
             nn.ReLU(inplace=True),
