@@ -9,39 +9,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT
+from bundle_runs import run_bundle
 from monai.metrics import compute_roc_auc
 from scripts.froc import froc_score
 from scripts.synthetic import generate_dataset
-
-CONFIGS = REPO_ROOT / "bundle" / "configs"
-LIGHT = [
-    "--image_size", "64",
-    "--network_def#block", "basic",
-    "--network_def#layers", "[1,1,1,1]",
-    "--network_def#widths", "[8,16,32,64]",
-    "--network_def#fpn_channels", "16",
-    "--batch_size", "4",
-    "--num_workers", "0",
-]  # fmt: skip
-
-
-def run_bundle(run_id: str | None, configs: list[str], *overrides: str) -> str:
-    """Run ``python -m monai.bundle run [run_id] --config_file [...] overrides``; return its output."""
-    files = "[" + ",".join(f"'{CONFIGS / name}'" for name in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", *([run_id] if run_id else [])]
-    command += ["--config_file", files, "--meta_file", str(CONFIGS / "metadata.json"), *LIGHT, *overrides]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"bundle run failed:\n{output[-4000:]}"
-    return output
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +44,13 @@ def stage1(dataset, tmp_path_factory) -> Path:
 
 def test_stage1_saves_weights_tensorboard_and_resumes(stage1, dataset):
     assert (stage1 / "model.pt").is_file() and (stage1 / "checkpoint_epoch=1.pt").is_file()
-    assert any((stage1 / "runs" / "tensorboard").iterdir())
+    events = EventAccumulator(str(stage1 / "runs" / "tensorboard"), size_guidance={"images": 0}).Reload()
+    tags = {name: set(values) for name, values in events.Tags().items() if isinstance(values, list)}
+    assert {"train_loss", "val_auroc", "val_froc_rib"} <= tags["scalars"]
+    overlays = {tag for tag in tags["images"] if tag.startswith("val_overlay/")}
+    assert len(overlays) == 4  # tensorboard_overlays images per validation
+    image = events.Images("val_overlay/0")[-1]
+    assert image.step == 1 and image.width > 0 and image.height > 0
     weights = torch.load(stage1 / "model.pt", weights_only=True)
     assert any(key.startswith("head.") for key in weights)
     # resume with the default run id: continues at epoch 2, does not restart at 1
