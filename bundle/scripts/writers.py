@@ -100,12 +100,20 @@ class DetectionWriter:
         class_names: heatmap channel names.
         overlay: also write an overlay PNG per image.
         score_decimals: rounding of scores and coordinates in the JSON.
+        heatmap_key: key of the probability heatmap ``(C, w, h)`` drawn in the overlay. ``pred`` holds the label
+            map at the file's size by then (:class:`scripts.labelmap.HeatmapToLabelMapd`, for MONAI Label).
     """
 
     def __init__(
-        self, output_dir: str, class_names: Sequence[str], overlay: bool = True, score_decimals: int = 4
+        self,
+        output_dir: str,
+        class_names: Sequence[str],
+        overlay: bool = True,
+        score_decimals: int = 4,
+        heatmap_key: str = "heatmap",
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.heatmap_key = heatmap_key
         self.class_names = list(class_names)
         self.overlay = overlay
         self.decimals = score_decimals
@@ -166,7 +174,7 @@ class DetectionWriter:
         if self.overlay:
             overlay = render_overlay(
                 torch.as_tensor(data["image"]).cpu(),
-                torch.as_tensor(data["pred"]).cpu(),
+                torch.as_tensor(data[self.heatmap_key]).cpu(),
                 detections,
                 torch.as_tensor(data["scale"]).cpu(),
                 torch.as_tensor(data["original_size"]).cpu(),
