@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import BUNDLE_ROOT, REPO_ROOT
+from monai.bundle import ConfigWorkflow
 from scripts.network import FractureHeatmapNet
+from scripts.synthetic import generate_dataset
 
 SCHEMAS = REPO_ROOT.parent / "shared" / "modelzoo"
 LIGHT = {"block": "basic", "layers": (1, 1, 1, 1), "widths": (8, 16, 32, 64), "fpn_channels": 16}
@@ -16,6 +20,7 @@ LIGHT_OVERRIDES = [
     "--network_def#block", "basic", "--network_def#layers", "[1,1,1,1]",
     "--network_def#widths", "[8,16,32,64]", "--network_def#fpn_channels", "16",
 ]  # fmt: skip
+LIGHT_CONFIG = {f"network_def#{key}": list(v) if isinstance(v, tuple) else v for key, v in LIGHT.items()}
 
 
 def monai_bundle(*args: str) -> str:
@@ -58,3 +63,66 @@ def test_torchscript_export_matches_eager(tmp_path):
     image = torch.rand(1, 1, 128, 128)
     with torch.no_grad():
         assert (scripted(image) - network(image)).abs().max() < 1e-5
+
+
+def test_version_is_the_newest_changelog_entry():
+    metadata = json.loads((BUNDLE_ROOT / "configs" / "metadata.json").read_text())
+    versions = sorted(metadata["changelog"], key=lambda v: tuple(int(part) for part in v.split(".")))
+    assert metadata["version"] == versions[-1]
+
+
+def test_eval_metrics_are_the_ablation_benchmark_numbers():
+    """metadata.json eval_metrics come from bundle/docs/ablation.json (scripts/benchmark_ablation.py writes both)."""
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    try:
+        from benchmark_ablation import eval_metrics
+    finally:
+        sys.path.remove(str(REPO_ROOT / "scripts"))
+    metadata = json.loads((BUNDLE_ROOT / "configs" / "metadata.json").read_text())
+    summary = json.loads((BUNDLE_ROOT / "docs" / "ablation.json").read_text())["summary_mean_std"]
+    assert metadata["eval_metrics"] == eval_metrics(summary)
+    assert all(0.0 < value < 1.0 for value in metadata["eval_metrics"].values())
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("phantoms_properties")
+    generate_dataset(root, num_images=12, size=64, seed=11, val_fraction=0.25, test_fraction=0.25, progress=False)
+    return root
+
+
+@pytest.mark.parametrize(
+    "workflow_type, configs",
+    [
+        ("train", ["train.json"]),
+        ("infer", ["inference.json"]),
+        ("train", ["train.json", "evaluate.json"]),
+        ("train", ["train.json", "distill.json"]),
+    ],
+)
+def test_workflow_has_every_required_property(workflow_type, configs, tiny_dataset, tmp_path):
+    configs_dir = BUNDLE_ROOT / "configs"
+    workflow = ConfigWorkflow(
+        config_file=[str(configs_dir / name) for name in configs],
+        meta_file=str(configs_dir / "metadata.json"),
+        workflow_type=workflow_type,
+        dataset_dir=str(tiny_dataset / ("images" if workflow_type == "infer" else "")),
+        num_workers=0,
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(tmp_path / "runs"),
+        **LIGHT_CONFIG,
+    )
+    workflow.initialize()
+    assert workflow.check_properties() == []
+
+
+def test_property_check_reports_a_missing_trainer(tiny_dataset, tmp_path):
+    configs_dir = BUNDLE_ROOT / "configs"
+    workflow = ConfigWorkflow(
+        config_file=str(configs_dir / "train.json"), meta_file=str(configs_dir / "metadata.json"),
+        workflow_type="train", dataset_dir=str(tiny_dataset), ckpt_dir=str(tmp_path / "models"),
+    )  # fmt: skip
+    workflow.parser["train"].pop("trainer")
+    workflow.initialize()
+    with pytest.raises(KeyError, match="'trainer'"):
+        workflow.check_properties()
