@@ -82,8 +82,9 @@ def test_stage1_two_processes_logs_on_rank0_and_gathers_metrics(stage1, dataset,
 
 def test_distillation_two_processes_gathers_student_and_teacher_metrics(stage1, dataset, tmp_path):
     work = tmp_path / "distill"
+    configs = ["train.json", "distill.json", "multi_gpu_train.json", "multi_gpu_distill.json"]
     run_bundle(
-        "training", ["train.json", "distill.json", "multi_gpu_train.json"], "--dataset_dir", str(dataset),
+        "training", configs, "--dataset_dir", str(dataset),
         "--stage1_checkpoint", str(stage1 / "models" / "model.pt"), "--ckpt_dir", str(work / "models"),
         "--output_dir", str(work / "runs"), "--train#trainer#max_epochs", "1", "--train#samples_per_epoch", "16",
         "--ema_decay", "0.9", processes=PROCESSES,
