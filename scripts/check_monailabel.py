@@ -14,7 +14,7 @@ Steps, each reported as PASS or FAIL:
    test weights for the bundle's full network, and the reference label maps and JSON of the bundle's own
    pipeline on the same images.
 3. In ``.venv-monailabel``: ``scripts/monailabel_checks.py`` (sample app, ``BundleInferTask``, the app's
-   inference and training, optionally ``start_server``).
+   inference, ``start_server`` on 127.0.0.1 unless ``--server-port 0``, one epoch of training).
 
 The test weights are the bundle's network with a random initialisation and its last bias set so that each class
 crosses the 0.5 threshold on about 30 % of the two test images: the label map is a pattern whose every pixel is
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv", type=Path, default=REPO / ".venv-monailabel", help="MONAI Label environment")
     parser.add_argument("--work", type=Path, default=Path("/tmp/cxr_monailabel_check"), help="scratch folder")
-    parser.add_argument("--name", default="cxr_fracture_aals", help="model name; must not contain 'detection'")
+    parser.add_argument("--name", default="cxr_rib_fracture_aals", help="model name; must not contain 'detection'")
     parser.add_argument("--server-port", type=int, default=8765, help="port of the start_server check; 0 skips it")
     parser.add_argument("--report", type=Path, default=BUNDLE / "docs" / "monailabel_check.txt")
     parser.add_argument("--rebuild", action="store_true", help="delete and rebuild the MONAI Label environment")

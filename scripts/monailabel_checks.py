@@ -325,10 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="work folder prepared by check_monailabel.py")
     parser.add_argument("--bundle", type=Path, required=True, help="the bundle folder to copy into the app")
-    parser.add_argument("--name", default="cxr_fracture_aals", help="model name (never containing 'detection')")
+    parser.add_argument("--name", default="cxr_rib_fracture_aals", help="model name (never containing 'detection')")
     parser.add_argument("--server-port", type=int, default=0, help="also run start_server on this port (0: skip)")
     args = parser.parse_args(argv)
-    # the bundle's own log lines would bury the report; they go to a file
+    # MONAI Label and the bundle print their own log lines too; check_monailabel.py keeps them out of the report
     logging.basicConfig(filename=args.work / "monailabel.log", level=logging.INFO, force=True)
 
     import monai
