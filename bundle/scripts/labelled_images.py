@@ -80,6 +80,10 @@ def read_label_map(path: str | Path) -> torch.Tensor:
 def connected_components(mask: torch.Tensor) -> torch.Tensor:
     """Label the 8-connected regions of a boolean ``(w, h)`` mask as 1, 2, ... (0 outside).
 
+    Written here because MONAI's connected-component utilities (``KeepLargestConnectedComponent`` and
+    ``get_largest_connected_component_mask``) need scikit-image or cuCIM, and neither they nor SciPy are
+    dependencies of this bundle.
+
     Every pixel starts with its own id and takes the largest id around it until nothing changes, so the number
     of passes is the longest path inside a region: short for the compact regions of fracture annotations.
     """
