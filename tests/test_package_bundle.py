@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import zipfile
 
@@ -27,7 +28,8 @@ def test_archive_is_deterministic_and_clean(tmp_path):
     (bundle / "models" / "model.pt").write_bytes(b"small weights")
     first = package_bundle.package(bundle, tmp_path / "a")
     second = package_bundle.package(bundle, tmp_path / "b")
-    assert first.name == "cxr_rib_fracture_aals_v0.1.0.zip"
+    version = json.loads((bundle / "configs" / "metadata.json").read_text())["version"]
+    assert first.name == f"cxr_rib_fracture_aals_v{version}.zip"
     assert first.read_bytes() == second.read_bytes()
     names = zipfile.ZipFile(first).namelist()
     root = "cxr_rib_fracture_aals/"
