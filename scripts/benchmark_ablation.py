@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bundle_command import run_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundle" / "configs"
@@ -87,20 +88,6 @@ def log(message: str, started: float) -> None:
     print(f"[ablation {time.time() - started:7.0f}s] {message}", flush=True)
 
 
-def bundle(run_id: str, configs: list[str], overrides: dict[str, object], log_file: Path) -> None:
-    """Run one bundle command; its output goes to ``log_file``; raise with the log's tail on failure."""
-    files = "[" + ",".join(f"'{CONFIGS / c}'" for c in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files]
-    command += ["--meta_file", str(CONFIGS / "metadata.json")]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
-    with log_file.open("w") as handle:
-        result = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        tail = "\n".join(log_file.read_text().splitlines()[-30:])
-        raise RuntimeError(f"bundle run failed (log: {log_file}):\n{tail}")
-
-
 def generate(data: Path, started: float) -> None:
     if (data / "datalist.json").is_file():
         log(f"reusing phantoms in {data}", started)
@@ -119,7 +106,7 @@ def generate(data: Path, started: float) -> None:
 
 
 def evaluate(data: Path, checkpoint: Path, out: Path) -> dict:
-    bundle(
+    run_bundle(
         "evaluating",
         ["train.json", "evaluate.json", "demo.json"],
         {"dataset_dir": data, "ckpt_path": checkpoint, "output_dir": out},
@@ -137,7 +124,7 @@ def run_seed(seed: int, data: Path, work: Path, started: float) -> dict[str, dic
     root.mkdir(parents=True, exist_ok=True)
     results = {}
     log(f"seed {seed}: stage 1 ({s1['epochs']} epochs)", started)
-    bundle(
+    run_bundle(
         "training",
         ["train.json", "demo.json"],
         {
@@ -151,7 +138,7 @@ def run_seed(seed: int, data: Path, work: Path, started: float) -> dict[str, dic
     log(f"seed {seed}: stage 1 test {results['stage1']}", started)
     for variant in SETTINGS["variants"]:
         log(f"seed {seed}: stage 2 '{variant}' ({s2['epochs']} epochs)", started)
-        bundle(
+        run_bundle(
             "training",
             ["train.json", "distill.json", "demo.json"],
             {

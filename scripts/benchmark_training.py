@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+from bundle_command import run_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundle" / "configs"
@@ -63,21 +64,6 @@ def samples_per_second(log: str, batch_size: int) -> tuple[float, int]:
         raise RuntimeError("need at least two epochs of iteration log lines to measure throughput")
     seconds = (later[-1] - first_epoch[-1]).total_seconds()
     return len(later) * batch_size / seconds, len(later)
-
-
-def bundle(run_id: str, configs: list[str], overrides: dict[str, object], log_file: Path) -> str:
-    """Run one bundle command from the repository root; return its log (also written to ``log_file``)."""
-    files = "[" + ",".join(f"'{CONFIGS / c}'" for c in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files]
-    command += ["--meta_file", str(CONFIGS / "metadata.json")]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    log = result.stdout + result.stderr
-    log_file.write_text(log)
-    if result.returncode != 0:
-        raise RuntimeError(f"bundle run failed (log: {log_file}):\n" + "\n".join(log.splitlines()[-30:]))
-    return log
 
 
 def merge_results(entry: dict, path: Path = RESULTS) -> list[dict]:
@@ -143,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         print(f"[benchmark {time.time() - started:5.0f}s] {stage}: {args.network} network on {args.device}", flush=True)
         overrides = {**common, **extra, "ckpt_dir": out, "output_dir": out / "runs"}
-        log = bundle("training", [*configs, *preset["configs"]], overrides, out / "log.txt")
+        log = run_bundle("training", [*configs, *preset["configs"]], overrides, out / "log.txt")
         rate, iterations = samples_per_second(log, preset["batch_size"])
         entry[f"{stage}_samples_per_s"] = round(rate, 2)
         entry[f"{stage}_iterations_measured"] = iterations
