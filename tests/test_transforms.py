@@ -12,6 +12,7 @@ from scripts.transforms import (
     HeatmapScored,
     LetterboxResized,
     PackBoxesd,
+    letterbox_content_size,
     unpack_boxes,
 )
 
@@ -101,3 +102,11 @@ def test_known_peaks_come_back_at_the_right_original_pixels_after_resize_and_pad
     np.testing.assert_allclose(detections[0].tolist(), [42 / sx, 26 / sy, 0.8, 0], rtol=1e-5)
     np.testing.assert_allclose(detections[1].tolist(), [102 / sx, 82 / sy, 0.4, 1], rtol=1e-5)
     assert 98.0 < float(detections[0, 0]) < 99.0  # 42 / (128 / 300) = 98.4 file pixels
+
+
+def test_letterbox_content_size_is_the_resized_image_not_a_float_error_more():
+    # 40 x 20 letterboxed to 32: resized to 32 x 16, and the float32 scale 0.8 makes 20 * 0.8 = 16.0000002
+    item = LetterboxResized(keys="image", spatial_size=32)({"image": torch.zeros(1, 40, 20)})
+    assert letterbox_content_size([40, 20], item["scale"]) == (32, 16)
+    assert letterbox_content_size([40, 20], item["scale"], stride=4) == (8, 4)
+    assert letterbox_content_size([41, 20], torch.tensor([1.0, 1.0]), stride=4) == (11, 5)

@@ -16,6 +16,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from scripts.network import OUTPUT_STRIDE
+from scripts.transforms import letterbox_content_size
 
 __all__ = ["HeatmapToDetectionsd", "detections_by_class", "heatmap_peaks"]
 
@@ -96,8 +97,7 @@ class HeatmapToDetectionsd(MapTransform):
             scale = torch.as_tensor(d.get(self.scale_key, torch.ones(2)), dtype=torch.float32).reshape(2).cpu()
             valid = None
             if self.original_size_key in d:
-                size = torch.as_tensor(d[self.original_size_key], dtype=torch.float32).reshape(2).cpu()
-                valid = tuple(int(v) for v in torch.ceil(size * scale / self.stride))
+                valid = letterbox_content_size(d[self.original_size_key], scale, self.stride)
             peaks = heatmap_peaks(d[key], self.min_distance, self.score_floor, self.max_per_class, valid)
             peaks[:, :2] = self.stride * (peaks[:, :2] + 0.5) / scale
             d[self.output_key] = peaks

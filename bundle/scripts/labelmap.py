@@ -27,6 +27,7 @@ from monai.transforms import MapTransform
 
 from scripts.detection import detections_by_class
 from scripts.network import OUTPUT_STRIDE
+from scripts.transforms import letterbox_content_size
 
 __all__ = ["DetectionsToResultd", "HeatmapToLabelMapd", "heatmap_to_label_map", "upsample_to_original"]
 
@@ -56,8 +57,8 @@ def upsample_to_original(
         raise ValueError(f"heatmap must be (C, w, h), got shape {tuple(heatmap.shape)}.")
     scale = torch.as_tensor(scale, dtype=torch.float64).reshape(2).cpu()
     width, height = (int(v) for v in torch.as_tensor(original_size).reshape(2).tolist())
-    content = torch.ceil(torch.tensor([width, height], dtype=torch.float64) * scale / stride).long()
-    heatmap = heatmap[:, : max(int(content[0]), 1), : max(int(content[1]), 1)]
+    content = letterbox_content_size((width, height), scale, stride)
+    heatmap = heatmap[:, : max(content[0], 1), : max(content[1], 1)]
     cells = torch.tensor(heatmap.shape[1:], dtype=torch.float64)
     # normalised grid_sample coordinates (align_corners=False): -1 is the left edge of cell 0, +1 the right edge
     # of the last cell, so a position p (in cells) maps to 2 p / cells - 1

@@ -23,7 +23,15 @@ from monai.transforms import MapTransform, Resize, SpatialPad
 
 from scripts.loading import CXRInputError
 
-__all__ = ["BoxesToMaskd", "DownsampleMaskd", "HeatmapScored", "LetterboxResized", "PackBoxesd", "unpack_boxes"]
+__all__ = [
+    "BoxesToMaskd",
+    "DownsampleMaskd",
+    "HeatmapScored",
+    "LetterboxResized",
+    "PackBoxesd",
+    "letterbox_content_size",
+    "unpack_boxes",
+]
 
 # Boxes may touch the far image edge (x2 = W); allow half a pixel of rounding beyond it.
 _EDGE_TOLERANCE = 0.5
@@ -87,6 +95,24 @@ class LetterboxResized(MapTransform):
                 "(boxes are x1, y1, x2, y2 with x = column)."
             )
         return boxes * torch.cat([scale, scale])
+
+
+def letterbox_content_size(original_size: Any, scale: Any, stride: float = 1) -> tuple[int, int]:
+    """Cells ``(w, h)`` of a stride-``stride`` network grid that hold image content; the rest is padding.
+
+    :class:`LetterboxResized` resizes the file to ``round(W * sx) x round(H * sy)`` pixels and stores ``scale`` in
+    float32, so the product is only close to that integer: it is rounded before the division by the stride, so
+    that a float error never turns a padding cell into content.
+
+    Args:
+        original_size: file size ``[W, H]`` in pixels.
+        scale: letterbox scale ``[sx, sy]`` (network pixels per file pixel).
+        stride: network pixels per grid cell (1 for the network input, the output stride for heatmaps).
+    """
+    size = torch.as_tensor(original_size, dtype=torch.float64).reshape(2).cpu()
+    resized = torch.round(size * torch.as_tensor(scale, dtype=torch.float64).reshape(2).cpu())
+    width, height = (int(v) for v in torch.ceil(resized / stride))
+    return width, height
 
 
 class BoxesToMaskd(MapTransform):

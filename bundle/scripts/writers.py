@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 from scripts.detection import detections_by_class
 from scripts.loading import SUPPORTED_SUFFIXES
+from scripts.transforms import letterbox_content_size
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -30,12 +31,6 @@ logger = logging.getLogger(__name__)
 
 #: RGB colour of each class in overlays (rib red, clavicle cyan, then others).
 CLASS_COLOURS = ((255, 60, 40), (40, 220, 255), (255, 220, 0), (160, 80, 255))
-
-
-def _crop_valid(array: np.ndarray, size: np.ndarray, scale: np.ndarray, factor: float) -> np.ndarray:
-    """Crop the letterbox padding off a ``(..., w, h)`` array whose pixels are ``factor`` network pixels."""
-    valid = np.ceil(size * scale / factor).astype(int)
-    return array[..., : valid[0], : valid[1]]
 
 
 def render_overlay(
@@ -60,11 +55,12 @@ def render_overlay(
     Returns:
         RGB image of the un-padded network grid, rows = y.
     """
-    size, scale = np.asarray(original_size, float), np.asarray(scale, float)
-    grey = _crop_valid(np.asarray(image, np.float32)[0], size, scale, 1.0)
+    width, height = letterbox_content_size(original_size, scale)
+    scale = np.asarray(scale, float)
+    grey = np.asarray(image, np.float32)[0, :width, :height]
     stride = image.shape[-1] / heatmap.shape[-1]
     upsampled = F.interpolate(torch.as_tensor(heatmap)[None].float(), scale_factor=stride, mode="bilinear")[0]
-    probs = _crop_valid(upsampled.numpy(), size, scale, 1.0)
+    probs = upsampled.numpy()[:, :width, :height]
     rgb = np.repeat(np.clip(grey, 0, 1)[..., None] * 255.0, 3, axis=-1)
     for cls in range(probs.shape[0]):
         weight = (alpha * np.clip(probs[cls], 0, 1))[..., None]
