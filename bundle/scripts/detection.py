@@ -7,7 +7,7 @@ classes in one vectorised pass, which matters when validation runs every epoch.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,7 +18,7 @@ from monai.transforms import MapTransform
 from scripts.network import OUTPUT_STRIDE
 from scripts.transforms import letterbox_content_size
 
-__all__ = ["HeatmapToDetectionsd", "detections_by_class", "heatmap_peaks"]
+__all__ = ["HeatmapToDetectionsd", "detection_record", "detections_by_class", "heatmap_peaks"]
 
 
 def heatmap_peaks(
@@ -108,3 +108,36 @@ def detections_by_class(detections: torch.Tensor, num_classes: int) -> list[torc
     """Split ``(K, 4)`` detections into one ``(N_c, 3)`` array ``(x, y, score)`` per class."""
     detections = torch.as_tensor(detections).reshape(-1, 4)
     return [detections[detections[:, 3] == c, :3] for c in range(num_classes)]
+
+
+def detection_record(
+    detections: torch.Tensor,
+    image_score: torch.Tensor,
+    original_size: Any,
+    class_names: Sequence[str],
+    decimals: int = 4,
+) -> dict[str, Any]:
+    """JSON-serialisable summary of one image: the per-image JSON of inference and MONAI Label's ``result``.
+
+    Returns ``{"image_size": [W, H], "classes": [...], "image_score": {class: p}, "detections": [{"class",
+    "x", "y", "score"}, ...]}``; ``x``/``y`` are continuous file pixels (x = column) rounded to one decimal,
+    scores to ``decimals``.
+
+    Args:
+        detections: ``(K, 4)`` rows ``(x, y, score, class_index)``.
+        image_score: ``(C,)`` image-level probabilities; original_size: file size ``[W, H]``.
+        class_names: one name per class.
+    """
+    class_names = list(class_names)
+    per_class = detections_by_class(torch.as_tensor(detections).detach().cpu(), len(class_names))
+    scores = torch.as_tensor(image_score).detach().cpu().reshape(-1).tolist()
+    return {
+        "image_size": [int(v) for v in torch.as_tensor(original_size).reshape(-1).tolist()],
+        "classes": class_names,
+        "image_score": {name: round(float(score), decimals) for name, score in zip(class_names, scores, strict=True)},
+        "detections": [
+            {"class": class_names[cls], "x": round(x, 1), "y": round(y, 1), "score": round(score, decimals)}
+            for cls, rows in enumerate(per_class)
+            for x, y, score in rows.tolist()
+        ],
+    }

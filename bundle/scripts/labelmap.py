@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from scripts.detection import detections_by_class
+from scripts.detection import detection_record
 from scripts.network import OUTPUT_STRIDE
 from scripts.transforms import letterbox_content_size
 
@@ -170,25 +170,11 @@ class DetectionsToResultd(MapTransform):
         if self.original_size_key not in d:
             return d
         for key in self.key_iterator(d):
-            per_class = detections_by_class(torch.as_tensor(d[key]).detach().cpu(), len(self.class_names))
-            scores = torch.as_tensor(d[self.score_key]).detach().cpu().reshape(-1).tolist()
+            record = detection_record(
+                d[key], d[self.score_key], d[self.original_size_key], self.class_names, self.decimals
+            )
             d[self.output_key] = {
-                "classes": self.class_names,
+                **record,
                 "label_values": {name: index + 1 for index, name in enumerate(self.class_names)},
-                "image_size": [int(v) for v in torch.as_tensor(d[self.original_size_key]).reshape(-1).tolist()],
-                "image_score": {
-                    name: round(float(score), self.decimals)
-                    for name, score in zip(self.class_names, scores, strict=True)
-                },
-                "detections": [
-                    {
-                        "class": self.class_names[cls],
-                        "x": round(float(x), 1),
-                        "y": round(float(y), 1),
-                        "score": round(float(score), self.decimals),
-                    }
-                    for cls, rows in enumerate(per_class)
-                    for x, y, score in rows.tolist()
-                ],
             }
         return d

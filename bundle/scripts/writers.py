@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from scripts.detection import detections_by_class
+from scripts.detection import detection_record
 from scripts.loading import SUPPORTED_SUFFIXES
 from scripts.transforms import letterbox_content_size
 
@@ -149,23 +149,11 @@ class DetectionWriter:
 
     def _write_item(self, data: dict[str, Any], path: str) -> None:
         stem = self._stem(path)
-        round_ = self.decimals
         detections = torch.as_tensor(data["detections"]).cpu()
-        per_class = detections_by_class(detections, len(self.class_names))
-        record = {
-            "image": path,
-            "image_size": [int(v) for v in torch.as_tensor(data["original_size"]).tolist()],
-            "classes": self.class_names,
-            "image_score": {
-                name: round(float(score), round_)
-                for name, score in zip(self.class_names, torch.as_tensor(data["image_score"]).tolist(), strict=True)
-            },
-            "detections": [
-                {"class": self.class_names[cls], "x": round(x, 1), "y": round(y, 1), "score": round(score, round_)}
-                for cls, rows in enumerate(per_class)
-                for x, y, score in rows.tolist()
-            ],
-        }
+        summary = detection_record(
+            detections, data["image_score"], data["original_size"], self.class_names, self.decimals
+        )
+        record = {"image": path, **summary}
         (self.output_dir / f"{stem}.json").write_text(json.dumps(record, indent=2))
         if self.overlay:
             overlay = render_overlay(
