@@ -88,3 +88,28 @@ def test_subset_weights_give_the_requested_mix():
     assert sum(weights[:2]) == pytest.approx(0.5) and sum(weights[2:]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="no weight to subsets"):
         subset_weights(items + [{"subset": "P"}], {"R": 1.0, "N": 1.0})
+
+
+def test_image_level_only_evaluation_entries(tmp_path):
+    content = {
+        "classes": ["rib", "clavicle"],
+        "test": [
+            {"image": "a.png", "labels": {"rib": 1, "clavicle": 0}, "boxed": False},
+            {"image": "b.png", "labels": {"rib": 1, "clavicle": 0}, "boxes": [[1, 1, 4, 4]], "box_classes": ["rib"]},
+            {"image": "c.png", "labels": {"rib": 1, "clavicle": 0}},
+            {"image": "d.png", "labels": {"rib": 1}, "boxed": False, "boxes": [[1, 1, 4, 4]], "box_classes": ["rib"]},
+        ],
+        "training": [{"image": "a.png", "subset": "N", "labels": {"rib": 0}, "boxed": False}],
+    }
+    path = _write(tmp_path, content)
+    with pytest.raises(DatalistError) as error:
+        load_datalist(path, "test")
+    message = str(error.value)
+    assert "test[2] c.png: labels mark ['rib'] positive but no box" in message  # boxed by default: needs its box
+    assert "test[3] d.png: 'boxed': false but boxes are given" in message
+    assert "test[0]" not in message and "test[1]" not in message
+    with pytest.raises(DatalistError, match="training\\[0\\] a.png: 'boxed': false is for validation/test"):
+        load_datalist(path, "training")
+    content["test"] = content["test"][:2]
+    items = load_datalist(_write(tmp_path, content), "test")
+    assert [item["boxed"] for item in items] == [False, True]

@@ -15,7 +15,9 @@ Format (paths relative to the datalist's folder; boxes in pixels of the stored i
     }
 
 Subsets (Wang et al., IPMI 2021): ``R`` positives with expert boxes, ``P`` positives with an image-level label
-only, ``N`` negatives. Validation and test entries carry boxes (an empty list for a negative image).
+only, ``N`` negatives. Validation and test entries carry boxes (an empty list for a negative image), unless the entry
+says ``"boxed": false``: then it has image-level labels only (e.g. PadChest), and evaluation scores it for AUROC but
+leaves it out of FROC.
 
 :func:`load_datalist` turns one split into the item dictionaries the bundle's transforms expect, and reports
 *every* problem it finds in one :class:`DatalistError` rather than stopping at the first.
@@ -118,6 +120,13 @@ def _parse_entry(
         problems.append(f"subset must be one of {list(SUBSETS)}, got {subset!r}")
     image_label = _parse_labels(entry.get("labels", {}), classes, problems)
     boxes, box_classes = _parse_boxes(entry, classes, problems)
+    boxed = entry.get("boxed", True)
+    if not isinstance(boxed, bool):
+        problems.append(f"'boxed' must be true or false, got {boxed!r}")
+    elif not boxed and split == "training":
+        problems.append("'boxed': false is for validation/test entries; a training image without boxes is subset P")
+    elif not boxed and len(boxes):
+        problems.append("'boxed': false but boxes are given")
     if subset == "P":  # image-level only, by definition: any boxes given are not used
         boxes, box_classes = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
     if subset == "N" and image_label.any():
@@ -128,17 +137,15 @@ def _parse_entry(
     unlabelled = sorted(classes[c] for c in boxed_classes if image_label[c] == 0)
     if unlabelled:
         problems.append(f"boxes of {unlabelled} but labels mark that class 0")
-    if subset in ("R", "eval"):
+    if subset == "R" or (subset == "eval" and boxed is not False):
         missing = sorted(classes[c] for c in np.flatnonzero(image_label) if c not in boxed_classes)
         if missing:
             problems.append(f"labels mark {missing} positive but no box of that class is given")
-    return {
-        "image": str(image),
-        "subset": subset,
-        "image_label": image_label,
-        "boxes": boxes,
-        "box_classes": box_classes,
-    }
+    item = {"image": str(image), "subset": subset, "image_label": image_label}
+    item.update({"boxes": boxes, "box_classes": box_classes})
+    if split != "training":
+        item["boxed"] = boxed is not False
+    return item
 
 
 def load_datalist(
@@ -160,7 +167,8 @@ def load_datalist(
     Returns:
         One dictionary per image with ``image`` (absolute path, str), ``subset`` (``"R"``/``"P"``/``"N"``,
         or ``"eval"`` outside training), ``image_label`` (float32 ``(C,)``, 1 = fracture of that class),
-        ``boxes`` (float32 ``(M, 4)``, x1, y1, x2, y2 pixels) and ``box_classes`` (int64 ``(M,)``).
+        ``boxes`` (float32 ``(M, 4)``, x1, y1, x2, y2 pixels) and ``box_classes`` (int64 ``(M,)``); outside
+        training also ``boxed`` (bool, False for an image-level-only entry).
 
     Raises:
         DatalistError: listing every bad entry as ``<split>[<index>] <file>: <problem>``.

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from scripts.report import ImageRecord, format_metrics_table, write_evaluation_report
+from scripts.transforms import is_boxed
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -80,6 +81,7 @@ class EvaluationReportHandler:
                     image_score=_numpy(data["image_score"]).reshape(-1),
                     detections=_numpy(data["detections"]).reshape(-1, 4),
                     boxes=boxes[boxes[:, 4] >= 0],
+                    boxed=is_boxed(boxes),
                 )
             )
 

@@ -26,7 +26,7 @@ from ignite.metrics import Metric, MetricsLambda
 from monai.metrics import compute_roc_auc
 
 from scripts.froc import DEFAULT_FP_RATES, froc_curve_from_scores, match_detections, sensitivity_at
-from scripts.transforms import unpack_boxes
+from scripts.transforms import is_boxed, unpack_boxes
 
 __all__ = ["FROCMetric", "ImageAUROC", "selection_metric"]
 
@@ -111,7 +111,9 @@ class FROCMetric(_PerClassMetric):
             ``(max_boxes, 5)`` table (:class:`scripts.transforms.PackBoxesd`), both in file pixels.
         fp_rates: false positives per image at which sensitivity is averaged (the paper's 0.1 to 0.4).
 
-    Per image only the matching result is kept (false-positive scores and each box's hit score), which is
+    Images with image-level labels only (:func:`scripts.transforms.is_boxed` False) are left out: their
+    fractures have no boxes to hit. Per image only the matching result is kept (false-positive scores and each
+    box's hit score), which is
     what :func:`scripts.froc.froc_curve_from_scores` needs, so memory stays small on large validation sets.
     """
 
@@ -133,6 +135,8 @@ class FROCMetric(_PerClassMetric):
     def update(self, output: tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]) -> None:
         detections, box_tables = output
         for image_detections, table in zip(detections, box_tables, strict=True):
+            if not is_boxed(table):
+                continue
             rows = torch.as_tensor(image_detections).detach().cpu().double().reshape(-1, 4).numpy()
             for index in range(len(self.class_names)):
                 points = rows[rows[:, 3] == index, :3]

@@ -97,6 +97,7 @@ class ImageRecord:
         image_score: shape ``(C,)``, predicted probability per class (the heatmap maximum).
         detections: shape ``(K, 4)``, rows ``(x, y, score, class_index)`` in file pixels.
         boxes: shape ``(M, 5)``, rows ``(x1, y1, x2, y2, class_index)`` in file pixels.
+        boxed: False for an image with image-level labels only: it counts for AUROC, not for FROC.
     """
 
     image: str
@@ -104,6 +105,7 @@ class ImageRecord:
     image_score: np.ndarray
     detections: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))
+    boxed: bool = True
 
     def __post_init__(self) -> None:
         self.image = str(self.image)
@@ -258,11 +260,15 @@ def _evaluate_class(
     """AUROC, FROC curve and scores, and operating point of one class over all records."""
     labels = np.array([r.image_label[class_index] for r in records])
     scores = np.array([r.image_score[class_index] for r in records])
-    detections = [r.class_detections(class_index) for r in records]
-    boxes = [r.class_boxes(class_index) for r in records]
-    with warnings.catch_warnings():  # no boxes: NaN sensitivity is reported as null, the warning adds nothing
-        warnings.filterwarnings("ignore", message="No ground-truth boxes", category=RuntimeWarning)
-        fps, sens, thresholds = froc_curve(detections, boxes)
+    boxed = [r for r in records if r.boxed]  # image-level-only records have no boxes to hit: AUROC only
+    detections = [r.class_detections(class_index) for r in boxed]
+    boxes = [r.class_boxes(class_index) for r in boxed]
+    if boxed:
+        with warnings.catch_warnings():  # no boxes: NaN sensitivity is reported as null, the warning adds nothing
+            warnings.filterwarnings("ignore", message="No ground-truth boxes", category=RuntimeWarning)
+            fps, sens, thresholds = froc_curve(detections, boxes)
+    else:
+        fps, sens, thresholds = np.zeros(1), np.full(1, np.nan), np.full(1, np.inf)
     rates = sorted({float(r) for r in (*paper_rates, *camelyon_rates)})
     sensitivity = dict(zip(rates, sensitivity_at(fps, sens, rates).tolist(), strict=True))
     op = operating_point(fps, thresholds, operating_fp_rate)
@@ -631,7 +637,7 @@ def _top_false_positives(
         (-score, i, k, _OverlayItem("fp", i, int(cls), score, point=(x, y)))
         for i, (record, outcome) in enumerate(zip(records, outcomes, strict=True))
         for k, ((x, y, score, cls), result) in enumerate(zip(record.detections.tolist(), outcome.outcomes, strict=True))
-        if result == FP
+        if result == FP and record.boxed  # an image without boxes has no known false positives
     ]
     return [item for *_, item in sorted(candidates, key=lambda c: c[:3])[:limit]]
 

@@ -28,10 +28,15 @@ __all__ = [
     "DownsampleMaskd",
     "HeatmapScored",
     "LetterboxResized",
+    "NOT_BOXED",
     "PackBoxesd",
+    "is_boxed",
     "letterbox_content_size",
     "unpack_boxes",
 ]
+
+#: Class column of every row of a box table whose image has image-level labels only (no boxes were drawn).
+NOT_BOXED = -2.0
 
 # Boxes may touch the far image edge (x2 = W); allow half a pixel of rounding beyond it.
 _EDGE_TOLERANCE = 0.5
@@ -182,13 +187,16 @@ class PackBoxesd(MapTransform):
     """Pack variable-length boxes into a fixed ``(max_boxes, 5)`` table so that images can be batched.
 
     Rows are ``(x1, y1, x2, y2, class_index)`` in the *original* file's pixels; unused rows are -1. The table
-    travels with the batch to the FROC metric, which needs the boxes in file coordinates.
+    travels with the batch to the FROC metric, which needs the boxes in file coordinates. An image whose
+    ``boxed_key`` is False (image-level labels only) gets a table whose class column is :data:`NOT_BOXED`
+    throughout, so that FROC leaves it out (:func:`is_boxed`) instead of counting its detections as false positives.
 
     Args:
         keys: key of the ``(M, 4)`` boxes.
         output_key: key for the table.
         class_key: ``(M,)`` class indices.
         max_boxes: table length; an image with more boxes is refused (its name is given).
+        boxed_key: key of the item's "boxes were drawn" flag (absent: True).
     """
 
     def __init__(
@@ -197,9 +205,11 @@ class PackBoxesd(MapTransform):
         output_key: str = "box_table",
         class_key: str = "box_classes",
         max_boxes: int = 32,
+        boxed_key: str = "boxed",
     ) -> None:
         super().__init__(keys)
         self.output_key, self.class_key, self.max_boxes = output_key, class_key, int(max_boxes)
+        self.boxed_key = boxed_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -212,8 +222,16 @@ class PackBoxesd(MapTransform):
                 )
             table = torch.full((self.max_boxes, 5), -1.0)
             table[: len(boxes)] = torch.as_tensor(np.concatenate([boxes, classes], axis=1))
+            if not bool(d.get(self.boxed_key, True)):
+                table[:, 4] = NOT_BOXED
             d[self.output_key] = table
         return d
+
+
+def is_boxed(table: torch.Tensor | np.ndarray) -> bool:
+    """False for the :class:`PackBoxesd` table of an image with image-level labels only (no boxes drawn)."""
+    column = np.asarray(torch.as_tensor(table).detach().cpu(), dtype=np.float64).reshape(-1, 5)[:, 4]
+    return not (column.size and (column == NOT_BOXED).all())
 
 
 def unpack_boxes(table: torch.Tensor | np.ndarray, class_index: int | None = None) -> np.ndarray:
