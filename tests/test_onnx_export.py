@@ -1,4 +1,4 @@
-"""ONNX export with MONAI's ``onnx_export`` bundle command: dynamic batch, equal to eager within tolerance in ONNX Runtime."""
+"""ONNX export with MONAI's ``onnx_export`` bundle command: dynamic batch, equal to eager in ONNX Runtime."""
 
 from __future__ import annotations
 
