@@ -23,18 +23,15 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from repo_paths import BUNDLE_ROOT
+
 import numpy as np
-
-BUNDLE_ROOT = Path(__file__).resolve().parents[1] / "bundle"
-sys.path.insert(0, str(BUNDLE_ROOT))
-
-from monai.metrics import compute_froc_curve_data  # noqa: E402
-from scripts.froc import DEFAULT_FP_RATES, froc_curve, froc_score, match_detections, sensitivity_at  # noqa: E402
+from monai.metrics import compute_froc_curve_data
+from scripts.froc import DEFAULT_FP_RATES, froc_curve, froc_score, match_detections, sensitivity_at
 
 IMAGE_SIZE = 2048
 DETS_PER_IMAGE = 20

@@ -18,12 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from repo_paths import BUNDLE_ROOT
+
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "bundle"))
-
-from scripts.synthetic import GENERATOR_VERSION, generate_dataset, plan_dataset, render_phantom  # noqa: E402
+from cxr_phantom import GENERATOR_VERSION, generate_dataset, plan_dataset, render_phantom
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        default=REPO_ROOT / "bundle" / "docs" / "benchmark_phantom.json",
+        default=BUNDLE_ROOT / "docs" / "benchmark_phantom.json",
         help="result JSON (default: bundle/docs/benchmark_phantom.json)",
     )
     return parser.parse_args(argv)

@@ -53,16 +53,15 @@ import argparse
 import ast
 import csv
 import json
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import repo_paths
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundle"))
-from scripts.datalist import DatalistError, load_datalist  # noqa: E402
+import numpy as np
+from scripts.datalist import DatalistError, load_datalist
 
 CLASSES = ("rib", "clavicle")
 SPLITS = ("training", "validation", "test")

@@ -36,8 +36,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-REPO = Path(__file__).resolve().parents[1]
-BUNDLE = REPO / "bundle"
+from repo_paths import BUNDLE_ROOT as BUNDLE
+from repo_paths import REPO_ROOT as REPO
+
 REQUIREMENTS = REPO / "scripts" / "monailabel-requirements.txt"
 TORCH = "torch==2.13.0"
 MONAILABEL = "monailabel==0.8.5"
@@ -162,7 +163,8 @@ def write_images(work: Path) -> dict[str, Any]:
     """Phantom radiographs (project environment: the generator writes DICOM with pydicom 3) and a manifest."""
     import numpy as np
     from PIL import Image
-    from scripts.synthetic import render_phantom, write_dicom, write_png
+
+    from cxr_phantom import render_phantom, write_dicom, write_png
 
     studies = work / "studies"
     labels = work / "label_maps"
@@ -227,7 +229,6 @@ def write_weights_and_references(work: Path, manifest: dict[str, Any]) -> None:
 
 def prepare(work: Path, report: Report) -> bool:
     """Step 2: images, weights, references and ``manifest.json`` in ``work``."""
-    sys.path.insert(0, str(BUNDLE))
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)

@@ -4,7 +4,7 @@ Example::
 
     python scripts/generate_phantoms.py --out data/phantom --num-images 200 --size 512 --seed 0 --workers 2
 
-The images are synthetic chest radiographs rendered by ``bundle/scripts/synthetic.py`` (CC0, no patient data).
+The images are synthetic chest radiographs rendered by the ``cxr_phantom`` package (CC0, no patient data).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundle"))
+import repo_paths
 
-from scripts.synthetic import IMAGE_FORMATS, MIN_SIZE, generate_dataset  # noqa: E402
+from cxr_phantom import IMAGE_FORMATS, MIN_SIZE, generate_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options; defaults match :func:`scripts.synthetic.generate_dataset`."""
+    """Command-line options; defaults match :func:`cxr_phantom.generate_dataset`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="output folder (datalist.json, images/, README.txt)")
     parser.add_argument("--num-images", type=int, default=100, help="number of images (default: 100)")

@@ -1,9 +1,10 @@
-"""Shared pytest setup: put the bundle root on ``sys.path`` so ``import scripts`` finds the bundle package."""
+"""Shared pytest setup: the import paths and the repository's folders come from ``scripts/repo_paths.py``.
 
-import sys
-from pathlib import Path
+``pyproject.toml`` puts ``scripts/`` on ``sys.path`` (pytest's ``pythonpath``); importing ``repo_paths`` adds
+``bundle/`` (the bundle's ``scripts`` package) and the repository root (``cxr_phantom``), as for the command-line
+tools.
+"""
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLE_ROOT = REPO_ROOT / "bundle"
-if str(BUNDLE_ROOT) not in sys.path:
-    sys.path.insert(0, str(BUNDLE_ROOT))
+from repo_paths import BUNDLE_ROOT, REPO_ROOT
+
+__all__ = ["BUNDLE_ROOT", "REPO_ROOT"]

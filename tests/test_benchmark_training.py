@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-from conftest import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from benchmark_training import merge_results, samples_per_second  # noqa: E402
+from benchmark_training import merge_results, samples_per_second
 
 LOG = """\
 2026-11-27 07:00:00,000 - INFO - Epoch: 1/3, Iter: 1/2 -- train_loss: 0.9

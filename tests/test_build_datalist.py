@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 
 import numpy as np
 import pytest
+from build_datalist import fuse_reader_boxes, main, parse_padchest_labels
 from bundle_runs import run_bundle
-from conftest import REPO_ROOT
 from helpers import write_dicom, write_png
 from scripts.datalist import load_datalist
-
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from build_datalist import fuse_reader_boxes, main, parse_padchest_labels  # noqa: E402
 
 VINDR_LABELS = [
     "Aortic enlargement", "Atelectasis", "Calcification", "Cardiomegaly", "Clavicle fracture", "Consolidation",

@@ -17,8 +17,9 @@ import torch
 from bundle_runs import run_bundle
 from monai.metrics import compute_roc_auc
 from scripts.froc import froc_score
-from scripts.synthetic import generate_dataset
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cxr_phantom import generate_dataset
 
 
 @pytest.fixture(scope="module")

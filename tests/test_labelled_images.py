@@ -107,7 +107,8 @@ def test_train_config_runs_one_epoch_with_monai_label_overrides(tmp_path):
     import monai.bundle
     from conftest import BUNDLE_ROOT
     from monai.bundle import ConfigParser
-    from scripts.synthetic import render_phantom, write_png
+
+    from cxr_phantom import render_phantom, write_png
 
     pairs = []
     for index in range(5):

@@ -12,7 +12,8 @@ import torch
 from conftest import BUNDLE_ROOT, REPO_ROOT
 from monai.bundle import ConfigWorkflow
 from scripts.network import FractureHeatmapNet
-from scripts.synthetic import generate_dataset
+
+from cxr_phantom import generate_dataset
 
 SCHEMAS = REPO_ROOT.parent / "shared" / "modelzoo"
 LIGHT = {"block": "basic", "layers": (1, 1, 1, 1), "widths": (8, 16, 32, 64), "fpn_channels": 16}
@@ -73,11 +74,7 @@ def test_version_is_the_newest_changelog_entry():
 
 def test_eval_metrics_are_the_ablation_benchmark_numbers():
     """metadata.json eval_metrics come from bundle/docs/ablation.json (scripts/benchmark_ablation.py writes both)."""
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    try:
-        from benchmark_ablation import eval_metrics
-    finally:
-        sys.path.remove(str(REPO_ROOT / "scripts"))
+    from benchmark_ablation import eval_metrics
     metadata = json.loads((BUNDLE_ROOT / "configs" / "metadata.json").read_text())
     summary = json.loads((BUNDLE_ROOT / "docs" / "ablation.json").read_text())["summary_mean_std"]
     assert metadata["eval_metrics"] == eval_metrics(summary)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 from bundle_runs import read_metrics_csv, run_bundle
-from scripts.synthetic import generate_dataset
+
+from cxr_phantom import generate_dataset
 
 PROCESSES = 2
 

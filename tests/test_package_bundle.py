@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import zipfile
 
@@ -49,3 +50,19 @@ def test_large_weights_are_listed_in_large_files_yml(tmp_path, monkeypatch):
         assert "cxr_rib_fracture_aals/models/model.pt" not in zf.namelist()
         listing = zf.read("cxr_rib_fracture_aals/large_files.yml").decode()
     assert 'path: "models/model.pt"' in listing and "size_bytes: 2048" in listing and "sha256" in listing
+
+
+def test_bundle_ships_only_modules_the_configs_use():
+    """Every module in bundle/scripts is named by a config (``scripts.<module>``) or imported by one that is; the
+    phantom generator, which only the demo, tests and benchmarks use, lives outside (``cxr_phantom``)."""
+    configs = " ".join(path.read_text() for path in (BUNDLE_ROOT / "configs").glob("*.json"))
+    used = set(re.findall(r"scripts\.(\w+)", configs))
+    pending = sorted(used)
+    while pending:
+        source = (BUNDLE_ROOT / "scripts" / f"{pending.pop()}.py").read_text()
+        for module in set(re.findall(r"(?:from|import) scripts\.(\w+)", source)) - used:
+            used.add(module)
+            pending.append(module)
+    shipped = {path.stem for path in (BUNDLE_ROOT / "scripts").glob("*.py")} - {"__init__"}
+    assert shipped == used, f"not used by any config: {sorted(shipped - used)}"
+    assert not (BUNDLE_ROOT / "scripts" / "synthetic.py").exists()

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 from bundle_runs import read_metrics_csv, run_bundle
-from scripts.synthetic import generate_dataset
+
+from cxr_phantom import generate_dataset
 
 mlflow = pytest.importorskip("mlflow", reason="optional extra: pip install -r requirements-tracking.txt")
 
