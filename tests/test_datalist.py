@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 from scripts.datalist import DatalistError, load_datalist
-from scripts.sampling import subset_weights
+from scripts.sampling import samples_per_epoch, sampling_weights, subset_weights
 
 
 def _write(tmp_path, content, images=("a.png", "b.png", "c.png", "d.png")):
@@ -88,6 +88,17 @@ def test_subset_weights_give_the_requested_mix():
     assert sum(weights[:2]) == pytest.approx(0.5) and sum(weights[2:]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="no weight to subsets"):
         subset_weights(items + [{"subset": "P"}], {"R": 1.0, "N": 1.0})
+
+
+def test_sampling_is_uniform_for_image_label_pairs_and_subset_mixed_for_datalists():
+    pairs = [{"image": "a.png", "label": "a_l.png"}, {"image": "b.png", "label": "b_l.png"}]
+    assert sampling_weights(pairs, {"R": 0.5, "N": 0.5}) == [1.0, 1.0]
+    assert samples_per_epoch(pairs, 512) == 2
+    datalist = [{"subset": "R"}, {"subset": "N"}, {"subset": "N"}]
+    assert sampling_weights(datalist, {"R": 0.5, "N": 0.5}) == pytest.approx([0.5, 0.25, 0.25])
+    assert samples_per_epoch(datalist, 512) == 512
+    with pytest.raises(ValueError, match="1 of 3 training items have a 'subset'"):
+        sampling_weights([{"subset": "R"}, *pairs], {"R": 1.0})
 
 
 def test_image_level_only_evaluation_entries(tmp_path):

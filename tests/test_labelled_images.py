@@ -9,8 +9,6 @@ from scripts.labelled_images import (
     connected_components,
     label_map_boxes,
     read_label_map,
-    samples_per_epoch,
-    sampling_weights,
 )
 from scripts.loading import CXRInputError
 
@@ -86,16 +84,6 @@ def test_transform_gives_datalist_keys_and_checks_size_and_values(tmp_path):
     with pytest.raises(CXRInputError, match=r"label values \[3\] outside 0..2"):
         LabelMapToBoxesd("label")({"label": torch.full((4, 4), 3), "original_size": torch.tensor([4.0, 4.0])})
 
-
-def test_sampling_is_uniform_for_image_label_pairs_and_subset_mixed_for_datalists():
-    pairs = [{"image": "a.png", "label": "a_l.png"}, {"image": "b.png", "label": "b_l.png"}]
-    assert sampling_weights(pairs, {"R": 0.5, "N": 0.5}) == [1.0, 1.0]
-    assert samples_per_epoch(pairs, 512) == 2
-    datalist = [{"subset": "R"}, {"subset": "N"}, {"subset": "N"}]
-    assert sampling_weights(datalist, {"R": 0.5, "N": 0.5}) == pytest.approx([0.5, 0.25, 0.25])
-    assert samples_per_epoch(datalist, 512) == 512
-    with pytest.raises(ValueError, match="1 of 3 training items have a 'subset'"):
-        sampling_weights([{"subset": "R"}, *pairs], {"R": 1.0})
 
 
 def test_train_config_runs_one_epoch_with_monai_label_overrides(tmp_path):

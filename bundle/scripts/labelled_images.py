@@ -7,8 +7,9 @@ label map drawn in the viewer (here: 0 background, 1 rib fracture, 2 clavicle fr
 annotation), so :class:`LabelMapToBoxesd` turns each painted region into its bounding box, with the same keys
 that :func:`scripts.datalist.load_datalist` gives: ``boxes``, ``box_classes``, ``image_label`` and ``subset``.
 
-Those items carry no ``subset`` (R/P/N) before their label map is read, so :func:`sampling_weights` and
-:func:`samples_per_epoch` fall back to uniform sampling, one draw per labelled image per epoch.
+Those items carry no ``subset`` (R/P/N) before their label map is read, so the training sampler
+(:func:`scripts.sampling.sampling_weights`, :func:`scripts.sampling.samples_per_epoch`) draws them uniformly, one
+draw per labelled image per epoch.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from monai.data import ITKReader, NibabelReader, PILReader
 from monai.transforms import MapTransform
 
 from scripts.loading import CXRInputError
-from scripts.sampling import subset_weights
 
 __all__ = [
     "LABEL_SUFFIXES",
@@ -34,8 +34,6 @@ __all__ = [
     "connected_components",
     "label_map_boxes",
     "read_label_map",
-    "samples_per_epoch",
-    "sampling_weights",
 ]
 
 #: Label map file endings and the MONAI reader for each (MONAI Label stores what the viewer uploads).
@@ -189,27 +187,3 @@ class LabelMapToBoxesd(MapTransform):
             d["image_label"] = np.isin(np.arange(len(self.classes)), box_classes).astype(np.float32)
             d["subset"] = "R" if len(boxes) else "N"
         return d
-
-
-def sampling_weights(items: Sequence[Mapping[str, Any]], mix: Mapping[str, float]) -> list[float]:
-    """Subset-mix weights (:func:`scripts.sampling.subset_weights`) when every item has a ``subset``, else uniform.
-
-    Items from MONAI Label (``{"image", "label"}``) have no subset until their label map is read, so they are
-    drawn uniformly. A mix of both kinds is refused: its mix would be undefined.
-    """
-    has_subset = [isinstance(item, Mapping) and "subset" in item for item in items]
-    if all(has_subset):
-        return subset_weights(items, mix)
-    if not any(has_subset):
-        return [1.0] * len(items)
-    raise ValueError(
-        f"{sum(has_subset)} of {len(items)} training items have a 'subset' (R/P/N) and the others do not; "
-        "give all of them one (datalist) or none (image/label pairs)."
-    )
-
-
-def samples_per_epoch(items: Sequence[Mapping[str, Any]], default: int) -> int:
-    """``default`` draws per epoch for a subset-mixed datalist; one draw per item for image/label pairs."""
-    if items and all(isinstance(item, Mapping) and "subset" in item for item in items):
-        return int(default)
-    return len(items)

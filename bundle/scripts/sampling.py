@@ -3,7 +3,11 @@
 Hospitals have a few boxed positives (R) and thousands of negatives (N); drawing uniformly would show the
 network almost no fractures. ``subset_weights`` gives every image the weight ``mix[subset] / count[subset]``
 so that, in expectation, a fraction ``mix[subset]`` of each batch comes from that subset. The weights feed
-MONAI's ``DistributedWeightedRandomSampler`` (one process or many).
+MONAI's ``DistributedWeightedRandomSampler`` (one process or many); ``train.json`` calls :func:`sampling_weights`
+and :func:`samples_per_epoch`.
+
+Items without a ``subset`` (MONAI Label's image/label-map pairs, see :mod:`scripts.labelled_images`) are drawn
+uniformly, once each per epoch: their subset is only known after their label map is read.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["subset_weights"]
+__all__ = ["samples_per_epoch", "sampling_weights", "subset_weights"]
 
 
 def subset_weights(items: Sequence[Mapping[str, Any]], mix: Mapping[str, float]) -> list[float]:
@@ -36,3 +40,27 @@ def subset_weights(items: Sequence[Mapping[str, Any]], mix: Mapping[str, float])
     if total <= 0:
         raise ValueError(f"subset mix {dict(mix)} gives zero weight to all subsets present {sorted(counts)}.")
     return [mix[item["subset"]] / total / counts[item["subset"]] for item in items]
+
+
+def sampling_weights(items: Sequence[Mapping[str, Any]], mix: Mapping[str, float]) -> list[float]:
+    """Subset-mix weights (:func:`subset_weights`) when every item has a ``subset``, else uniform.
+
+    Items from MONAI Label (``{"image", "label"}``) have no subset until their label map is read, so they are
+    drawn uniformly. A mix of both kinds is refused: its mix would be undefined.
+    """
+    has_subset = [isinstance(item, Mapping) and "subset" in item for item in items]
+    if all(has_subset):
+        return subset_weights(items, mix)
+    if not any(has_subset):
+        return [1.0] * len(items)
+    raise ValueError(
+        f"{sum(has_subset)} of {len(items)} training items have a 'subset' (R/P/N) and the others do not; "
+        "give all of them one (datalist) or none (image/label pairs)."
+    )
+
+
+def samples_per_epoch(items: Sequence[Mapping[str, Any]], default: int) -> int:
+    """``default`` draws per epoch for a subset-mixed datalist; one draw per item for image/label pairs."""
+    if items and all(isinstance(item, Mapping) and "subset" in item for item in items):
+        return int(default)
+    return len(items)
