@@ -20,8 +20,9 @@ def write_dicom(
     intercept: float = 0.0,
     bits_stored: int = 12,
     with_pixels: bool = True,
+    **tags: object,
 ) -> Path:
-    """Write ``pixels`` (rows, cols), uint16 stored values, as a DX DICOM file."""
+    """Write ``pixels`` (rows, cols), uint16 stored values, as a DX DICOM file; ``tags`` set or override tags."""
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.MediaStorageSOPClassUID = DX_STORAGE
@@ -37,6 +38,8 @@ def write_dicom(
     ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
     if with_pixels:
         ds.PixelData = pixels.astype(np.uint16).tobytes()
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
     ds.save_as(path, enforce_file_format=True)
     return path
 

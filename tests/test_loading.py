@@ -78,7 +78,7 @@ def test_unexpected_channel_count_is_refused(tmp_path):
 
     path = tmp_path / "volume.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 5), np.float32), np.eye(4)), path)
-    with pytest.raises(CXRInputError, match="volume.nii.gz.*expected a 2D greyscale or RGB"):
+    with pytest.raises(CXRInputError, match="volume.nii.gz.*expected one 2D image"):
         load_cxr(path)
 
 
