@@ -20,6 +20,9 @@ from scripts.transforms import letterbox_content_size
 
 __all__ = ["HeatmapToDetectionsd", "detection_record", "detections_by_class", "heatmap_peaks"]
 
+# Detections keep this far (file pixels) inside the far edge: the JSON rounds coordinates to one decimal.
+_EDGE_MARGIN = 0.1
+
 
 def heatmap_peaks(
     heatmap: torch.Tensor,
@@ -62,9 +65,13 @@ def heatmap_peaks(
 class HeatmapToDetectionsd(MapTransform):
     """Turn a probability heatmap into detections ``(x, y, score, class_index)`` in the file's pixels.
 
-    A cell ``i`` covers network pixels ``[stride * i, stride * (i + 1))``; its centre is mapped back through
-    :class:`scripts.transforms.LetterboxResized`'s ``scale``: ``x = stride * (i + 0.5) / sx``. Coordinates are
-    continuous (pixel ``k`` spans ``[k, k + 1)``), like the boxes.
+    A cell ``i`` covers network pixels ``[stride * i, stride * (i + 1))``; the centre of the part of it that holds
+    image content is mapped back through :class:`scripts.transforms.LetterboxResized`'s ``scale``:
+    ``x = (stride * i + min(stride * (i + 1), w)) / 2 / sx``, with ``w`` the resized content width. For a cell
+    wholly inside the content this is its centre; for the last, partly padded cell it is the centre of its content,
+    so a detection never lies in the padding, i.e. outside the file. Coordinates are continuous (pixel ``k`` spans
+    ``[k, k + 1)``), like the boxes, and are kept inside ``[0, W - 0.1]`` so that the JSON's one decimal never
+    rounds a detection onto the far edge ``W``.
 
     Args:
         keys: heatmap key, probabilities ``(C, w, h)``.
@@ -95,11 +102,18 @@ class HeatmapToDetectionsd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             scale = torch.as_tensor(d.get(self.scale_key, torch.ones(2)), dtype=torch.float32).reshape(2).cpu()
-            valid = None
-            if self.original_size_key in d:
-                valid = letterbox_content_size(d[self.original_size_key], scale, self.stride)
+            if self.original_size_key not in d:
+                peaks = heatmap_peaks(d[key], self.min_distance, self.score_floor, self.max_per_class)
+                peaks[:, :2] = self.stride * (peaks[:, :2] + 0.5) / scale
+                d[self.output_key] = peaks
+                continue
+            size = torch.as_tensor(d[self.original_size_key], dtype=torch.float32).reshape(2).cpu()
+            valid = letterbox_content_size(size, scale, self.stride)
             peaks = heatmap_peaks(d[key], self.min_distance, self.score_floor, self.max_per_class, valid)
-            peaks[:, :2] = self.stride * (peaks[:, :2] + 0.5) / scale
+            content = torch.tensor(letterbox_content_size(size, scale), dtype=torch.float32)  # network pixels
+            start = self.stride * peaks[:, :2]
+            end = torch.minimum(start + self.stride, content)
+            peaks[:, :2] = torch.minimum((start + end) / 2 / scale, size - _EDGE_MARGIN).clamp(min=0.0)
             d[self.output_key] = peaks
         return d
 

@@ -26,6 +26,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from scripts.detection import detection_record
+from scripts.loading import WARNINGS_KEY
 from scripts.network import OUTPUT_STRIDE
 from scripts.transforms import letterbox_content_size
 
@@ -136,10 +137,12 @@ class DetectionsToResultd(MapTransform):
 
         {"classes": ["rib", "clavicle"], "label_values": {"rib": 1, "clavicle": 2},
          "image_size": [W, H], "image_score": {"rib": 0.91, "clavicle": 0.03},
-         "detections": [{"class": "rib", "x": 812.5, "y": 1033.0, "score": 0.93}, ...]}
+         "detections": [{"class": "rib", "x": 812.5, "y": 1033.0, "score": 0.93}, ...],
+         "warnings": ["DICOM ViewPosition is not set: ..."]}
 
     ``x``/``y`` are continuous pixel coordinates of the original file (x = column, y = row), as in the bundle's
-    own per-image JSON (:class:`scripts.writers.DetectionWriter`).
+    own per-image JSON (:class:`scripts.writers.DetectionWriter`); ``warnings`` are those of the loader
+    (:class:`scripts.loading.LoadCXRImaged`, e.g. DICOM tags that are not set).
 
     Args:
         keys: key of the ``(K, 4)`` detections ``(x, y, score, class_index)``.
@@ -176,5 +179,6 @@ class DetectionsToResultd(MapTransform):
             d[self.output_key] = {
                 **record,
                 "label_values": {name: index + 1 for index, name in enumerate(self.class_names)},
+                "warnings": [w for w in str(d.get(WARNINGS_KEY) or "").split("\n") if w],
             }
         return d

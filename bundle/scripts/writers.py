@@ -1,14 +1,17 @@
 """Ignite handler writing per-image detection JSON files and heatmap overlays, and a run summary.
 
 MONAI's ``SaveImage`` writes images and ``ClassificationSaver`` writes CSV rows; neither writes the per-image
-JSON a PACS integration or a reader study needs (detections with class, position and score), so this handler
-does.
+JSON a PACS integration or a reader study needs (detections with class, position and score), nor accounts for
+every input path of a run, so this handler does. Each result JSON is written last and atomically (a temporary
+file renamed into place), so a result file that exists is complete: ``skip_existing`` relies on it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,18 +22,31 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from scripts.detection import detection_record
-from scripts.loading import SUPPORTED_SUFFIXES
+from scripts.inference import strip_image_suffix
+from scripts.loading import WARNINGS_KEY
 from scripts.transforms import letterbox_content_size
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["DetectionWriter", "render_overlay", "CLASS_COLOURS"]
+__all__ = ["DetectionWriter", "render_overlay", "write_text_atomic", "CLASS_COLOURS"]
 
 logger = logging.getLogger(__name__)
 
 #: RGB colour of each class in overlays (rib red, clavicle cyan, then others).
 CLASS_COLOURS = ((255, 60, 40), (40, 220, 255), (255, 220, 0), (160, 80, 255))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename: never half a file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def render_overlay(
@@ -79,17 +95,23 @@ def render_overlay(
 
 
 class DetectionWriter:
-    """Write ``<stem>.json`` (and ``<stem>_overlay.png``) per image and ``summary.json`` at the end.
+    """Write ``<name>.json`` (and ``<name>_overlay.png``) per image and ``summary.json`` at the end.
 
-    Per-image JSON::
+    ``<name>`` is the item's ``output_name`` (see :func:`scripts.inference.output_names`: the path relative to the
+    input folder without its ending, unique for every input), else the file name without its ending. Per-image
+    JSON::
 
         {"image": path, "image_size": [W, H], "classes": [...],
          "image_score": {class: probability},
-         "detections": [{"class": "rib", "x": 812.5, "y": 1033.0, "score": 0.93}, ...]}
+         "detections": [{"class": "rib", "x": 812.5, "y": 1033.0, "score": 0.93}, ...],
+         "warnings": ["DICOM ViewPosition is not set: ..."]}
 
-    ``x``/``y`` are continuous pixel coordinates of the original file (x = column, y = row). Files that could not
-    be read (``error`` set by :class:`scripts.inference.FailSafeDataset`) are listed in ``summary.json`` with
-    the reason, and the run goes on.
+    ``x``/``y`` are continuous pixel coordinates of the original file (x = column, y = row). ``summary.json``
+    accounts for every path: ``{"processed": n, "refused": n, "skipped": n, "existing": n, "with_warnings": n,
+    "images": [{"image": path, "status": ..., "result": name.json | "reason": text, "warnings": [...]}]}`` with
+    status ``processed`` (result written), ``refused`` (an image file that cannot be scored, e.g. unreadable or
+    blank: ``error`` set by :class:`scripts.inference.FailSafeDataset`), ``skipped`` (not an image file) or
+    ``existing`` (result already there, ``skip_existing``). The run goes on past every refused file.
 
     Args:
         output_dir: folder for the results (created).
@@ -98,6 +120,7 @@ class DetectionWriter:
         score_decimals: rounding of scores and coordinates in the JSON.
         heatmap_key: key of the probability heatmap ``(C, w, h)`` drawn in the overlay. ``pred`` holds the label
             map at the file's size by then (:class:`scripts.labelmap.HeatmapToLabelMapd`, for MONAI Label).
+        skipped: paths not run on, ``{"image", "status", "reason"}`` (:attr:`scripts.inference.InputListing.skipped`).
     """
 
     def __init__(
@@ -107,54 +130,60 @@ class DetectionWriter:
         overlay: bool = True,
         score_decimals: int = 4,
         heatmap_key: str = "heatmap",
+        skipped: Sequence[dict[str, str]] = (),
     ) -> None:
         self.output_dir = Path(output_dir)
         self.heatmap_key = heatmap_key
         self.class_names = list(class_names)
         self.overlay = overlay
         self.decimals = score_decimals
-        self.written: list[str] = []
-        self.failures: list[dict[str, str]] = []
+        self.skipped = [dict(entry) for entry in skipped]
+        self.entries: list[dict[str, Any]] = []
 
     def attach(self, engine: Engine) -> None:
         from ignite.engine import Events
 
         engine.add_event_handler(Events.STARTED, self._reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._write_batch)
-        engine.add_event_handler(Events.COMPLETED, self._write_summary)
+        engine.add_event_handler(Events.COMPLETED, self.write_summary)
 
-    def _reset(self, engine: Engine) -> None:
+    def _reset(self, engine: Engine | None = None) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.written, self.failures = [], []
+        self.entries = []
 
-    def _stem(self, path: str) -> str:
-        name = Path(path).name
-        suffixes = sorted((s for group in SUPPORTED_SUFFIXES.values() for s in group), key=len, reverse=True)
-        for suffix in suffixes:  # longest first, so ".nii.gz" wins over ".gz"-less ".nii"
-            if name.lower().endswith(suffix):
-                return name[: -len(suffix)]
-        return Path(path).stem
+    def _result_path(self, data: dict[str, Any], path: str) -> Path:
+        name = str(data.get("output_name") or "") or strip_image_suffix(Path(path).name)
+        target = (self.output_dir / f"{name}.json").resolve()
+        if not target.is_relative_to(self.output_dir.resolve()):
+            raise ValueError(f"output name {name!r} would leave the output folder {self.output_dir}")
+        return target
 
     def _write_batch(self, engine: Engine) -> None:
         for item, batch_item in zip(engine.state.output, engine.state.batch, strict=True):
             data = {**batch_item, **item}
             path = str(data["image_path"])
             if data.get("error"):
-                self.failures.append({"image": path, "error": str(data["error"])})
+                self.entries.append({"image": path, "status": "refused", "reason": str(data["error"])})
                 continue
+            warnings = [w for w in str(data.get(WARNINGS_KEY) or "").split("\n") if w]
             try:
-                self._write_item(data, path)
-            except OSError as error:  # a full disk or a read-only folder: report the image, keep going
-                self.failures.append({"image": path, "error": f"cannot write results: {error}"})
+                result = self._write_item(data, path, warnings)
+            except (OSError, ValueError) as error:  # a full disk, a read-only folder: report the image, keep going
+                self.entries.append({"image": path, "status": "refused", "reason": f"cannot write results: {error}"})
+                continue
+            name = result.relative_to(self.output_dir.resolve()).as_posix()
+            self.entries.append({"image": path, "status": "processed", "result": name, "warnings": warnings})
+            for warning in warnings:
+                logger.warning("%s: %s", path, warning)
 
-    def _write_item(self, data: dict[str, Any], path: str) -> None:
-        stem = self._stem(path)
+    def _write_item(self, data: dict[str, Any], path: str, warnings: list[str]) -> Path:
+        target = self._result_path(data, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
         detections = torch.as_tensor(data["detections"]).cpu()
         summary = detection_record(
             detections, data["image_score"], data["original_size"], self.class_names, self.decimals
         )
-        record = {"image": path, **summary}
-        (self.output_dir / f"{stem}.json").write_text(json.dumps(record, indent=2))
+        record = {"image": path, **summary, "warnings": warnings}
         if self.overlay:
             overlay = render_overlay(
                 torch.as_tensor(data["image"]).cpu(),
@@ -164,13 +193,28 @@ class DetectionWriter:
                 torch.as_tensor(data["original_size"]).cpu(),
                 self.class_names,
             )
-            overlay.save(self.output_dir / f"{stem}_overlay.png")
-        self.written.append(path)
+            overlay.save(target.with_name(target.name[: -len(".json")] + "_overlay.png"))
+        write_text_atomic(target, json.dumps(record, indent=2))  # last: an existing JSON means a complete result
+        return target
 
-    def _write_summary(self, engine: Engine) -> None:
-        summary = {"processed": len(self.written), "failed": len(self.failures), "failures": self.failures}
-        (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        logger.info("inference: wrote results for %d image(s) to %s", len(self.written), self.output_dir)
-        if self.failures:
-            listing = "\n".join(f"  {f['image']}: {f['error']}" for f in self.failures)
-            logger.warning("inference: %d image(s) failed:\n%s", len(self.failures), listing)
+    def write_summary(self, engine: Engine | None = None) -> dict[str, Any]:
+        """Write ``summary.json`` (also callable without an engine, when every input was skipped)."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        entries = sorted(self.entries + self.skipped, key=lambda entry: entry["image"])
+        counts = {status: sum(e["status"] == status for e in entries) for status in STATUSES}
+        summary = {**counts, "with_warnings": sum(bool(e.get("warnings")) for e in entries), "images": entries}
+        write_text_atomic(self.output_dir / "summary.json", json.dumps(summary, indent=2))
+        logger.info(
+            "inference: %d processed, %d refused, %d skipped, %d existing; results in %s",
+            *(counts[status] for status in STATUSES),
+            self.output_dir,
+        )
+        refused = [e for e in entries if e["status"] == "refused"]
+        if refused:
+            listing = "\n".join(f"  {e['image']}: {e['reason']}" for e in refused)
+            logger.warning("inference: %d file(s) refused:\n%s", len(refused), listing)
+        return summary
+
+
+#: Statuses of ``summary.json`` entries, in the order they are counted.
+STATUSES = ("processed", "refused", "skipped", "existing")
