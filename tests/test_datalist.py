@@ -110,17 +110,35 @@ def test_image_level_only_evaluation_entries(tmp_path):
             {"image": "c.png", "labels": {"rib": 1, "clavicle": 0}},
             {"image": "d.png", "labels": {"rib": 1}, "boxed": False, "boxes": [[1, 1, 4, 4]], "box_classes": ["rib"]},
         ],
-        "training": [{"image": "a.png", "subset": "N", "labels": {"rib": 0}, "boxed": False}],
+        "training": [{"image": "e.png", "subset": "N", "labels": {"rib": 0}, "boxed": False}],
     }
-    path = _write(tmp_path, content)
+    path = _write(tmp_path, content, images=("a.png", "b.png", "c.png", "d.png", "e.png"))
     with pytest.raises(DatalistError) as error:
         load_datalist(path, "test")
     message = str(error.value)
     assert "test[2] c.png: labels mark ['rib'] positive but no box" in message  # boxed by default: needs its box
     assert "test[3] d.png: 'boxed': false but boxes are given" in message
     assert "test[0]" not in message and "test[1]" not in message
-    with pytest.raises(DatalistError, match="training\\[0\\] a.png: 'boxed': false is for validation/test"):
+    with pytest.raises(DatalistError, match="training\\[0\\] e.png: 'boxed': false is for validation/test"):
         load_datalist(path, "training")
     content["test"] = content["test"][:2]
     items = load_datalist(_write(tmp_path, content), "test")
     assert [item["boxed"] for item in items] == [False, True]
+
+
+@pytest.mark.parametrize("split", ["training", "validation", "test"])
+def test_image_in_two_splits_is_refused_naming_both_entries(tmp_path, split):
+    leaky = json.loads(json.dumps(GOOD))
+    (tmp_path / "sub").mkdir()
+    leaky["test"] = [{"image": "sub/../c.png", "labels": {"rib": 0, "clavicle": 0}, "boxes": [], "box_classes": []}]
+    with pytest.raises(DatalistError, match="one split only") as error:
+        load_datalist(_write(tmp_path, leaky), split)
+    assert "training[2] c.png and test[0] sub/../c.png are the same image" in str(error.value)
+
+
+def test_symbolic_link_to_a_training_image_is_the_same_image(tmp_path):
+    leaky = json.loads(json.dumps(GOOD))
+    (tmp_path / "link.png").symlink_to(tmp_path / "a.png")
+    leaky["validation"][0]["image"] = "link.png"
+    with pytest.raises(DatalistError, match=r"training\[0\] a.png and validation\[0\] link.png"):
+        load_datalist(_write(tmp_path, leaky), "training")

@@ -26,6 +26,7 @@ leaves it out of FROC.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,28 @@ def _parse_entry(
     return item
 
 
+def _split_overlaps(content: dict[str, Any], base_dir: Path) -> list[str]:
+    """Entries of different splits that name the same image file (leakage), each pair named.
+
+    The same file is the same real path (``os.path.realpath``: relative spellings and symbolic links resolved).
+    """
+    first_seen: dict[str, tuple[str, int, str]] = {}
+    problems: list[str] = []
+    for split in _SPLITS:
+        entries = content.get(split)
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
+                continue  # reported by the entry check
+            key = os.path.realpath(base_dir / entry["image"])
+            seen = first_seen.setdefault(key, (split, index, entry["image"]))
+            if seen[0] != split:
+                problems.append(
+                    f"{seen[0]}[{seen[1]}] {seen[2]} and {split}[{index}] {entry['image']} are the same image "
+                    f"({key}): an image must be in one split only"
+                )
+    return problems
+
+
 def load_datalist(
     path: str | Path,
     split: str,
@@ -171,7 +194,8 @@ def load_datalist(
         training also ``boxed`` (bool, False for an image-level-only entry).
 
     Raises:
-        DatalistError: listing every bad entry as ``<split>[<index>] <file>: <problem>``.
+        DatalistError: listing every bad entry as ``<split>[<index>] <file>: <problem>``, and every image listed
+            in more than one split (leakage between training and evaluation), naming both entries.
     """
     if split not in _SPLITS:
         raise DatalistError(f"{path}: unknown split {split!r}, expected one of {list(_SPLITS)}.")
@@ -185,7 +209,7 @@ def load_datalist(
     if not isinstance(entries, list):
         raise DatalistError(f"{path}: no list named {split!r} in the datalist.")
     items: list[dict[str, Any]] = []
-    errors: list[str] = []
+    errors = _split_overlaps(content, path.resolve().parent)
     for index, entry in enumerate(entries):
         problems: list[str] = []
         item = _parse_entry(entry, split, path.resolve().parent, classes, check_files, problems)
