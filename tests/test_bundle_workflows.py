@@ -54,6 +54,13 @@ def test_stage1_saves_weights_tensorboard_and_resumes(stage1, dataset):
     assert image.step == 1 and image.width > 0 and image.height > 0
     weights = torch.load(stage1 / "model.pt", weights_only=True)
     assert any(key.startswith("head.") for key in weights)
+    # the operating point chosen on validation sits next to the selected checkpoint
+    operating_point = json.loads((stage1 / "model_operating_point.json").read_text())
+    assert operating_point["split"] == "validation" and operating_point["fp_rate"] == 0.2
+    assert operating_point["checkpoint"] == "model.pt" and operating_point["epoch"] == 1
+    for values in operating_point["classes"].values():
+        assert values["threshold"] is None or 0 <= values["threshold"] <= 1
+        assert values["fp_per_image"] <= 0.2
     # resume with the default run id: continues at epoch 2, does not restart at 1
     output = run_bundle(
         None, ["train.json"], "--dataset_dir", str(dataset), "--ckpt_dir", str(stage1),
@@ -73,6 +80,8 @@ def test_distillation_trains_student_and_teacher_and_resumes(stage1, dataset, tm
     output = run_bundle("training", ["train.json", "distill.json"], *common, "--train#trainer#max_epochs", "1")
     assert "loaded weights from" in output and "teacher map maxima" in output
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "teacher.pt").is_file()
+    for name in ("model", "teacher"):
+        assert json.loads((tmp_path / f"{name}_operating_point.json").read_text())["checkpoint"] == f"{name}.pt"
     checkpoint = torch.load(tmp_path / "checkpoint_epoch=1.pt", weights_only=True)
     assert {"model", "teacher", "optimizer", "trainer"} <= set(checkpoint)
     output = run_bundle(
@@ -117,6 +126,21 @@ def test_evaluation_writes_every_output_and_numbers_match_direct_computation(sta
         assert (metrics["classes"][name]["auroc"] is None) == (logged == "nan")
         if logged != "nan":
             assert metrics["classes"][name]["auroc"] == pytest.approx(float(logged), abs=1e-3)
+    # the shipped operating point (chosen on validation) measured on the test split, equal to a recount
+    shipped = json.loads((tmp_path / "operating_point.json").read_text())
+    chosen = json.loads((stage1 / "model_operating_point.json").read_text())["classes"]
+    for name, result in shipped.items():
+        threshold = chosen[name]["threshold"]
+        assert result["threshold"] == threshold  # not re-chosen on the test split
+        threshold = float("inf") if threshold is None else threshold
+        boxes = [b for image in images for b in image["boxes"] if b["class"] == name]
+        false_positives = [
+            d for image in images for d in image["detections"]
+            if d["class"] == name and d["outcome"] == "FP" and d["score"] >= threshold
+        ]  # fmt: skip
+        hits = [b for b in boxes if b["score"] is not None and b["score"] >= threshold]
+        assert result["sensitivity"] == (pytest.approx(len(hits) / len(boxes), abs=1e-4) if boxes else None)
+        assert result["fp_per_image"] == pytest.approx(len(false_positives) / len(images), abs=1e-4)
 
 
 def test_inference_writes_detections_and_overlays_and_survives_bad_files(stage1, dataset, tmp_path):
@@ -128,6 +152,9 @@ def test_inference_writes_detections_and_overlays_and_survives_bad_files(stage1,
     (images / "corrupt.dcm").write_bytes(b"\x00" * 300)
     (images / "notes.png").write_text("not an image")
     out = tmp_path / "results"
+    shipped = json.loads((stage1 / "model_operating_point.json").read_text())["classes"]
+    operating_point = {name: {k: v[k] for k in ("threshold", "fp_per_image", "validation_sensitivity")}
+                       for name, v in shipped.items()}  # fmt: skip
     run_bundle(
         "inference", ["inference.json"], "--dataset_dir", str(images), "--output_dir", str(out),
         "--ckpt_path", str(stage1 / "model.pt"), "--score_floor", "0.0",
@@ -136,7 +163,9 @@ def test_inference_writes_detections_and_overlays_and_survives_bad_files(stage1,
         stem = Path(item["image"]).stem
         record = json.loads((out / f"{stem}.json").read_text())
         assert (out / f"{stem}_overlay.png").stat().st_size > 0
-        assert set(record) == {"image", "image_size", "classes", "image_score", "detections", "warnings"}
+        keys = {"image", "image_size", "classes", "image_score", "detections", "warnings", "image_call"}
+        assert set(record) == keys | {"operating_point"}
+        assert record["operating_point"] == operating_point
         assert record["classes"] == ["rib", "clavicle"]
         width, height = record["image_size"]
         assert record["detections"], "score_floor 0 must give peaks"
@@ -144,6 +173,11 @@ def test_inference_writes_detections_and_overlays_and_survives_bad_files(stage1,
             assert detection["class"] in record["classes"]
             assert 0 <= detection["x"] < width and 0 <= detection["y"] < height
             assert detection["score"] <= record["image_score"][detection["class"]] + 1e-4
+            threshold = operating_point[detection["class"]]["threshold"]
+            assert detection["finding"] == (threshold is not None and detection["score"] >= threshold - 1e-4)
+        for name in record["classes"]:
+            calls = [d["finding"] for d in record["detections"] if d["class"] == name]
+            assert record["image_call"][name] == any(calls)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processed"] == 3 and summary["refused"] == 2
     reasons = {Path(f["image"]).name: f.get("reason") for f in summary["images"]}

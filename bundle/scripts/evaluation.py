@@ -7,13 +7,16 @@ The metrics themselves are computed from the collected records by :mod:`scripts.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from scripts.operating_point import evaluate_at_operating_point
 from scripts.report import ImageRecord, format_metrics_table, write_evaluation_report
 from scripts.transforms import is_boxed
 
@@ -42,6 +45,10 @@ class EvaluationReportHandler:
         camelyon_rates: FP rates of the CAMELYON FROC score.
         model_name: shown in the report (e.g. the checkpoint path).
         num_overlays: number of false-positive and missed-fracture crops in the report.
+        operating_point: the thresholds shipped with the model (chosen on validation,
+            :func:`scripts.operating_point.load_operating_point`): their sensitivity and false positives per image
+            on this split are written to ``operating_point.json`` and added to the metrics under
+            ``"shipped_operating_point"``. This split never chooses them.
     """
 
     def __init__(
@@ -52,11 +59,13 @@ class EvaluationReportHandler:
         camelyon_rates: Sequence[float] = (0.25, 0.5, 1, 2, 4, 8),
         model_name: str = "model",
         num_overlays: int = 8,
+        operating_point: Mapping[str, Mapping[str, float | None]] | None = None,
     ) -> None:
         self.output_dir = output_dir
         self.class_names = list(class_names)
         self.paper_rates, self.camelyon_rates = tuple(paper_rates), tuple(camelyon_rates)
         self.model_name, self.num_overlays = model_name, num_overlays
+        self.operating_point = operating_point
         self.records: list[ImageRecord] = []
         self.metrics: dict = {}
 
@@ -99,3 +108,14 @@ class EvaluationReportHandler:
             "evaluation of %s on %d images:\n%s", self.model_name, len(self.records), format_metrics_table(self.metrics)
         )
         logger.info("evaluation report written to %s/report.html", self.output_dir)
+        if self.operating_point is not None:
+            shipped = evaluate_at_operating_point(self.records, self.class_names, self.operating_point)
+            self.metrics["shipped_operating_point"] = shipped
+            (Path(self.output_dir) / "operating_point.json").write_text(json.dumps(shipped, indent=2) + "\n")
+            lines = [
+                f"  {name}: threshold {r['threshold']} -> sensitivity {r['sensitivity']} at {r['fp_per_image']} "
+                f"FP/image (validation: {r['validation_sensitivity']} at {r['validation_fp_per_image']}); image "
+                f"call sensitivity {r['image_sensitivity']}, specificity {r['image_specificity']}"
+                for name, r in shipped.items()
+            ]
+            logger.info("shipped operating point on this split:\n%s", "\n".join(lines))

@@ -150,6 +150,8 @@ class DetectionsToResultd(MapTransform):
         output_key: key of the dictionary (MONAI Label returns ``d["result"]`` to the client).
         score_key: ``(C,)`` image scores; original_size_key: file size ``[W, H]``.
         decimals: rounding of scores (coordinates get one decimal).
+        operating_point: per-class thresholds chosen on validation (``finding``, ``image_call`` and
+            ``operating_point`` are added, as in the bundle's per-image JSON), or None.
 
     Items without the file size (placeholders of unreadable files) are left as they are.
     """
@@ -162,9 +164,10 @@ class DetectionsToResultd(MapTransform):
         score_key: str = "image_score",
         original_size_key: str = "original_size",
         decimals: int = 4,
+        operating_point: Mapping[str, Mapping[str, float | None]] | None = None,
     ) -> None:
         super().__init__(keys)
-        self.class_names = list(class_names)
+        self.class_names, self.operating_point = list(class_names), operating_point
         self.output_key, self.score_key, self.original_size_key = output_key, score_key, original_size_key
         self.decimals = int(decimals)
 
@@ -174,8 +177,9 @@ class DetectionsToResultd(MapTransform):
             return d
         for key in self.key_iterator(d):
             record = detection_record(
-                d[key], d[self.score_key], d[self.original_size_key], self.class_names, self.decimals
-            )
+                d[key], d[self.score_key], d[self.original_size_key], self.class_names, self.decimals,
+                self.operating_point,
+            )  # fmt: skip
             d[self.output_key] = {
                 **record,
                 "label_values": {name: index + 1 for index, name in enumerate(self.class_names)},

@@ -145,18 +145,29 @@ class FROCMetric(_PerClassMetric):
                 self._tp_scores[index].append(tp)
             self._num_images += 1
 
-    def compute(self) -> dict[str, float]:
+    def class_matches(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+        """Per class the pooled ``(fp_scores, tp_scores)`` of all ranks, and the number of boxed images.
+
+        A collective call under ``torch.distributed``: every rank must make it.
+        """
         num_images = int(idist.all_reduce(torch.tensor(self._num_images)).item())
-        result = {}
-        for index, name in enumerate(self.class_names):
+        matches = []
+        for index in range(len(self.class_names)):
             fp = _gather_cat(torch.as_tensor(np.concatenate([np.zeros(0), *self._fp_scores[index]])))
             tp = _gather_cat(torch.as_tensor(np.concatenate([np.zeros(0), *self._tp_scores[index]])))
-            if tp.numel() == 0 or num_images == 0:  # no box of this class: sensitivity undefined
+            matches.append((fp.numpy(), tp.numpy()))
+        return matches, num_images
+
+    def compute(self) -> dict[str, float]:
+        matches, num_images = self.class_matches()
+        result = {}
+        for name, (fp, tp) in zip(self.class_names, matches, strict=True):
+            if tp.size == 0 or num_images == 0:  # no box of this class: sensitivity undefined
                 result[name] = float("nan")
                 continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                fps, sens, _ = froc_curve_from_scores(fp.numpy(), tp.numpy(), num_images)
+                fps, sens, _ = froc_curve_from_scores(fp, tp, num_images)
             result[name] = float(np.mean(sensitivity_at(fps, sens, self.fp_rates)))
         return result
 

@@ -43,6 +43,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from scripts.froc import _as_rows, _to_numpy, froc_curve, sensitivity_at  # shared array checks
 from scripts.loading import load_cxr
+from scripts.operating_point import threshold_index
 from scripts.writers import CLASS_COLOURS
 
 __all__ = [
@@ -220,8 +221,7 @@ def operating_point(fps_per_image: np.ndarray, thresholds: np.ndarray, fp_rate: 
     Returns:
         The curve index; ``thresholds[index]`` is ``+inf`` when every finite threshold exceeds the budget.
     """
-    within = np.flatnonzero(np.asarray(fps_per_image) <= fp_rate * (1 + 1e-9))  # tolerance for count / N rounding
-    return int(within[np.argmin(np.asarray(thresholds)[within])])
+    return threshold_index(fps_per_image, thresholds, fp_rate)
 
 
 # ----------------------------------------------------------------------------------------------------------------

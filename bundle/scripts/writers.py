@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from scripts.detection import detection_record
 from scripts.inference import strip_image_suffix
 from scripts.loading import WARNINGS_KEY
+from scripts.operating_point import finding_flags
 from scripts.transforms import letterbox_content_size
 
 if TYPE_CHECKING:
@@ -57,8 +58,13 @@ def render_overlay(
     original_size: torch.Tensor,
     class_names: Sequence[str],
     alpha: float = 0.6,
+    findings: Sequence[bool] | None = None,
 ) -> Image.Image:
     """Draw the heatmap and detections over the network-resolution image.
+
+    With ``findings`` (one flag per detection, :func:`scripts.operating_point.finding_flags`), a finding is drawn
+    as a thick ring with its score and a candidate (below the operating point) as a thin, smaller ring without
+    text; without it every detection is drawn as a ring with its score.
 
     Args:
         image: network input ``(1, S, S)`` in ``[0, 1]``.
@@ -67,6 +73,7 @@ def render_overlay(
         scale: letterbox scale ``[sx, sy]``; original_size: file size ``[W, H]``.
         class_names: one name per heatmap channel (for the legend).
         alpha: opacity of a heatmap pixel of probability 1.
+        findings: ``(K,)`` finding (True) or candidate (False) per detection, or None.
 
     Returns:
         RGB image of the un-padded network grid, rows = y.
@@ -84,13 +91,22 @@ def render_overlay(
     canvas = Image.fromarray(np.transpose(rgb, (1, 0, 2)).astype(np.uint8))  # (w, h, 3) -> rows = y
     draw = ImageDraw.Draw(canvas)
     radius = max(3, canvas.width // 100)
-    for x, y, score, cls in torch.as_tensor(detections).tolist():
+    rows = torch.as_tensor(detections).reshape(-1, 4).tolist()
+    flags = [None] * len(rows) if findings is None else [bool(f) for f in findings]
+    for (x, y, score, cls), finding in zip(rows, flags, strict=True):
         px, py = x * scale[0], y * scale[1]
         colour = CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]
-        draw.ellipse([px - radius, py - radius, px + radius, py + radius], outline=colour, width=2)
-        draw.text((px + radius + 2, py - radius), f"{score:.2f}", fill=colour)
+        if finding is False:  # candidate: thin and small, no score
+            small = max(2, radius * 2 // 3)
+            draw.ellipse([px - small, py - small, px + small, py + small], outline=colour, width=1)
+            continue
+        ring = radius + 2 if finding else radius
+        draw.ellipse([px - ring, py - ring, px + ring, py + ring], outline=colour, width=4 if finding else 2)
+        draw.text((px + ring + 2, py - ring), f"{score:.2f}", fill=colour)
     for cls, name in enumerate(class_names):
         draw.text((4, 4 + 12 * cls), name, fill=CLASS_COLOURS[cls % len(CLASS_COLOURS)])
+    if findings is not None:
+        draw.text((4, 4 + 12 * len(class_names)), "thick ring: finding, thin ring: candidate", fill=(255, 255, 255))
     return canvas
 
 
@@ -113,6 +129,9 @@ class DetectionWriter:
     blank: ``error`` set by :class:`scripts.inference.FailSafeDataset`), ``skipped`` (not an image file) or
     ``existing`` (result already there, ``skip_existing``). The run goes on past every refused file.
 
+    With an ``operating_point`` every detection also has ``"finding"`` and the record ``"image_call"`` and
+    ``"operating_point"`` (:func:`scripts.detection.detection_record`).
+
     Args:
         output_dir: folder for the results (created).
         class_names: heatmap channel names.
@@ -121,6 +140,9 @@ class DetectionWriter:
         heatmap_key: key of the probability heatmap ``(C, w, h)`` drawn in the overlay. ``pred`` holds the label
             map at the file's size by then (:class:`scripts.labelmap.HeatmapToLabelMapd`, for MONAI Label).
         skipped: paths not run on, ``{"image", "status", "reason"}`` (:attr:`scripts.inference.InputListing.skipped`).
+        operating_point: per-class thresholds chosen on validation
+            (:func:`scripts.operating_point.load_operating_point`): each detection is marked ``"finding"`` or not,
+            ``image_call`` and ``operating_point`` are added to the JSON, and the overlay draws the two kinds apart.
     """
 
     def __init__(
@@ -131,8 +153,10 @@ class DetectionWriter:
         score_decimals: int = 4,
         heatmap_key: str = "heatmap",
         skipped: Sequence[dict[str, str]] = (),
+        operating_point: Mapping[str, Mapping[str, float | None]] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.operating_point = operating_point
         self.heatmap_key = heatmap_key
         self.class_names = list(class_names)
         self.overlay = overlay
@@ -181,9 +205,13 @@ class DetectionWriter:
         target.parent.mkdir(parents=True, exist_ok=True)
         detections = torch.as_tensor(data["detections"]).cpu()
         summary = detection_record(
-            detections, data["image_score"], data["original_size"], self.class_names, self.decimals
-        )
+            detections, data["image_score"], data["original_size"], self.class_names, self.decimals,
+            self.operating_point,
+        )  # fmt: skip
         record = {"image": path, **summary, "warnings": warnings}
+        findings = None
+        if self.operating_point is not None:
+            findings = finding_flags(detections, self.operating_point, self.class_names)[0]
         if self.overlay:
             overlay = render_overlay(
                 torch.as_tensor(data["image"]).cpu(),
@@ -192,6 +220,7 @@ class DetectionWriter:
                 torch.as_tensor(data["scale"]).cpu(),
                 torch.as_tensor(data["original_size"]).cpu(),
                 self.class_names,
+                findings=findings,
             )
             overlay.save(target.with_name(target.name[: -len(".json")] + "_overlay.png"))
         write_text_atomic(target, json.dumps(record, indent=2))  # last: an existing JSON means a complete result
