@@ -18,7 +18,7 @@ from scripts.operating_point import (
     load_operating_point,
     operating_point_path,
 )
-from scripts.report import ImageRecord
+from scripts.report_metrics import ImageRecord
 from scripts.writers import render_overlay
 
 CLASSES = ["rib", "clavicle"]

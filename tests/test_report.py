@@ -1,4 +1,5 @@
-"""Tests for ``scripts.report``: metrics against direct FROC/AUROC calls, outcomes of a hand-made case, report files."""
+"""Tests of the evaluation report (``scripts.report`` and its parts): metrics against direct FROC/AUROC calls and
+against the ignite validation metrics, outcomes of a hand-made case, report files."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ import torch
 from monai.metrics import compute_roc_auc
 from PIL import Image
 from scripts.froc import froc_curve, froc_score, sensitivity_at
-from scripts.report import (
+from scripts.metrics import FROCMetric, ImageAUROC
+from scripts.report import write_evaluation_report
+from scripts.report_metrics import (
     CAMELYON_FP_RATES,
     PAPER_FP_RATES,
     ImageRecord,
     compute_metrics,
     detection_outcomes,
-    format_metrics_table,
     roc_curve,
-    write_evaluation_report,
 )
+from scripts.report_table import format_metrics_table
+from scripts.transforms import PackBoxesd
 
 CLASSES = ("rib", "clavicle")
 WIDTH, HEIGHT = 200, 160
@@ -132,6 +135,47 @@ def test_metrics_equal_direct_froc_and_auroc_calls(records: list[ImageRecord]) -
     assert metrics["classes"]["rib"]["auroc"] == pytest.approx(2 / 3, abs=5e-5)
     assert metrics["classes"]["clavicle"]["froc_paper"] == 1.0
     assert metrics["mean"]["froc_paper"] == pytest.approx((0.125 + 1.0) / 2, abs=5e-5)
+
+
+def _random_records(seed: int, num_images: int = 60) -> list[ImageRecord]:
+    """Records with boxes hit by a nearby detection 70 % of the time, random false positives, scores that rank
+    positives higher on average, and every seventh image with image-level labels only (AUROC, no FROC)."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(num_images):
+        corners = rng.uniform(0, 180, (int(rng.integers(0, 3)), 2))
+        sizes, classes = rng.uniform(4, 20, corners.shape), rng.integers(0, 2, len(corners))
+        boxes = np.column_stack([corners, corners + sizes, classes])
+        hits = [(*rng.uniform(b[:2], b[2:4]), rng.uniform(0.3, 1.0), b[4]) for b in boxes if rng.random() < 0.7]
+        num_false = int(rng.integers(0, 4))
+        false = [(*rng.uniform(0, 200, 2), rng.uniform(0.0, 0.8), rng.integers(0, 2)) for _ in range(num_false)]
+        labels = np.array([float((boxes[:, 4] == c).any()) for c in range(len(CLASSES))])
+        scores = np.clip(0.3 * labels + rng.random(len(CLASSES)), 0, 1).astype(np.float32)  # float32: as validation
+        detections = np.array([*hits, *false], dtype=np.float64).reshape(-1, 4)
+        records.append(ImageRecord(f"img{i}.png", labels, scores, detections, boxes.reshape(-1, 5), i % 7 != 3))
+    return records
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_json_equals_the_ignite_validation_metrics(seed: int) -> None:
+    """On the same images, ``metrics.json`` (test report) and the ignite metrics (validation, checkpoint selection)
+    give the same per-class and mean AUROC and FROC: both compute them through ``scripts.class_metrics``."""
+    records = _random_records(seed)
+    report = compute_metrics(records, CLASSES)
+    pack = PackBoxesd("boxes", max_boxes=8)
+    tables = [
+        pack({"boxes": r.boxes[:, :4], "box_classes": r.boxes[:, 4], "boxed": r.boxed})["box_table"] for r in records
+    ]
+    auroc, froc = ImageAUROC(CLASSES, lambda x: x), FROCMetric(CLASSES, lambda x: x, fp_rates=PAPER_FP_RATES)
+    auroc.update(([torch.as_tensor(r.image_score) for r in records], [torch.as_tensor(r.image_label) for r in records]))
+    froc.update(([torch.as_tensor(r.detections) for r in records], tables))
+    for metric, key in ((auroc, "auroc"), (froc, "froc_paper")):
+        values = metric.compute()
+        for name in CLASSES:
+            assert report["classes"][name][key] == round(values[name], 4), (key, name)
+        mean = float(np.mean([values[name] for name in CLASSES]))
+        assert report["mean"][key] == round(mean, 4)
+    assert all(0 < report["classes"][name]["froc_paper"] < 1 for name in CLASSES)  # the data exercise the curve
 
 
 def test_operating_threshold_is_lowest_within_fp_budget(records: list[ImageRecord]) -> None:

@@ -1,8 +1,8 @@
 """Ignite handler that collects per-image results of an evaluation run and writes the evaluation report.
 
-The metrics themselves are computed from the collected records by :mod:`scripts.report` (AUROC via
-``monai.metrics.compute_roc_auc``, FROC via :mod:`scripts.froc`), so the report, the CSV curves and
-``metrics.json`` always agree with each other.
+The metrics themselves are computed from the collected records by :mod:`scripts.report_metrics` (AUROC and FROC
+through :mod:`scripts.class_metrics`, as the validation metrics compute them), so the report, the CSV curves and
+``metrics.json`` always agree with each other and with validation.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 from scripts.operating_point import evaluate_at_operating_point
-from scripts.report import ImageRecord, format_metrics_table, write_evaluation_report
+from scripts.report import write_evaluation_report
+from scripts.report_metrics import ImageRecord
+from scripts.report_table import format_metrics_table
 from scripts.transforms import is_boxed
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ def _numpy(value: object) -> np.ndarray:
 
 
 class EvaluationReportHandler:
-    """Collect one :class:`scripts.report.ImageRecord` per image; write the report when the run completes.
+    """Collect one :class:`scripts.report_metrics.ImageRecord` per image; write the report when the run completes.
 
     Reads, per decollated item: ``image_path``, ``image_target`` ``(C,)``, ``image_score`` ``(C,)``,
     ``detections`` ``(K, 4)`` and ``box_target`` ``(max_boxes, 5)`` (padding rows -1), all in file pixels.

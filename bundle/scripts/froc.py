@@ -45,6 +45,9 @@ from monai.metrics import compute_froc_score
 
 __all__ = [
     "MISSED",
+    "as_rows",
+    "points_in_boxes",
+    "to_numpy",
     "DEFAULT_FP_RATES",
     "match_detections",
     "froc_curve_from_scores",
@@ -63,16 +66,16 @@ DEFAULT_FP_RATES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
 ArrayLike = np.ndarray | torch.Tensor | Sequence
 
 
-def _to_numpy(x: ArrayLike) -> np.ndarray:
+def to_numpy(x: ArrayLike) -> np.ndarray:
     """Convert a numpy array, torch tensor or (nested) sequence to a float64 numpy array."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float64)
 
 
-def _as_rows(x: ArrayLike, ncols: int, name: str) -> np.ndarray:
+def as_rows(x: ArrayLike, ncols: int, name: str) -> np.ndarray:
     """Return ``x`` as float64 of shape ``(n, ncols)``; an empty input (e.g. shape ``(0,)``) gives ``(0, ncols)``."""
-    arr = _to_numpy(x)
+    arr = to_numpy(x)
     if arr.size == 0:
         return np.zeros((0, ncols), dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != ncols:
@@ -84,13 +87,24 @@ def _as_rows(x: ArrayLike, ncols: int, name: str) -> np.ndarray:
 
 def _as_scores(x: ArrayLike, name: str, allow_missed: bool = False) -> np.ndarray:
     """Return ``x`` as a flat float64 array of finite scores (``MISSED`` allowed when ``allow_missed``)."""
-    arr = _to_numpy(x).reshape(-1)
+    arr = to_numpy(x).reshape(-1)
     bad = np.isnan(arr) | (arr == np.inf)
     if not allow_missed:
         bad |= arr == -np.inf
     if bad.any():
         raise ValueError(f"{name} must be finite{' or MISSED (-inf)' if allow_missed else ''}.")
     return arr
+
+
+def points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """The matching rule: ``(N, M)`` bool, point ``n`` lies in box ``m``, edges included (closed intervals).
+
+    Args:
+        points: shape ``(N, >=2)``, rows ``(x, y, ...)`` in pixels.
+        boxes: shape ``(M, >=4)``, rows ``(x1, y1, x2, y2, ...)`` in the same pixels.
+    """
+    x, y = points[:, 0:1], points[:, 1:2]  # (N, 1), broadcast against the (M,) box edges
+    return (boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])
 
 
 def match_detections(detections: ArrayLike, boxes: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -107,15 +121,14 @@ def match_detections(detections: ArrayLike, boxes: ArrayLike) -> tuple[np.ndarra
         order); ``tp_scores`` shape ``(M,)``, per box the maximum score of the points inside it (edges included),
         or :data:`MISSED` (``-inf``) when no point is inside.
     """
-    dets = _as_rows(detections, 3, "detections")
-    gt = _as_rows(boxes, 4, "boxes")
+    dets = as_rows(detections, 3, "detections")
+    gt = as_rows(boxes, 4, "boxes")
     if ((gt[:, 2] < gt[:, 0]) | (gt[:, 3] < gt[:, 1])).any():
         raise ValueError("boxes must satisfy x1 <= x2 and y1 <= y2.")
     scores = dets[:, 2]
     if gt.shape[0] == 0:
         return scores.copy(), np.zeros((0,), dtype=np.float64)
-    x, y = dets[:, 0:1], dets[:, 1:2]  # (N, 1), broadcast against the (M,) box edges
-    inside = (gt[:, 0] <= x) & (x <= gt[:, 2]) & (gt[:, 1] <= y) & (y <= gt[:, 3])  # (N, M)
+    inside = points_in_boxes(dets, gt)  # (N, M)
     fp_scores = scores[~inside.any(axis=1)]
     tp_scores = np.where(inside, scores[:, None], MISSED).max(axis=0, initial=MISSED)  # (M,)
     return fp_scores, tp_scores
@@ -214,7 +227,7 @@ def froc_curve(
 
 def _check_curve(fps_per_image: ArrayLike, sensitivity: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Validate a curve in :func:`froc_curve` order (``fps`` non-increasing) and return it as numpy arrays."""
-    fps, sens = _to_numpy(fps_per_image).reshape(-1), _to_numpy(sensitivity).reshape(-1)
+    fps, sens = to_numpy(fps_per_image).reshape(-1), to_numpy(sensitivity).reshape(-1)
     if fps.shape != sens.shape or fps.size == 0:
         raise ValueError(f"fps_per_image {fps.shape} and sensitivity {sens.shape} must be non-empty, same shape.")
     if (np.diff(fps) > 0).any():
@@ -224,7 +237,7 @@ def _check_curve(fps_per_image: ArrayLike, sensitivity: ArrayLike) -> tuple[np.n
 
 def _check_rates(fp_rates: ArrayLike) -> np.ndarray:
     """Return the FP rates as a flat float64 array; they must be finite and non-negative."""
-    rates = _to_numpy(fp_rates).reshape(-1)
+    rates = to_numpy(fp_rates).reshape(-1)
     if rates.size == 0 or not np.isfinite(rates).all() or (rates < 0).any():
         raise ValueError(f"fp_rates must be a non-empty sequence of finite, non-negative values, got {fp_rates}.")
     return rates

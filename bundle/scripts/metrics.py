@@ -10,12 +10,12 @@ MONAI has the computations (``monai.metrics.compute_roc_auc``; FROC in :mod:`scr
   like scores).
 
 Both metrics keep per-image results and gather them across processes in ``compute`` so that distributed
-validation gives the same numbers as a single process.
+validation gives the same numbers as a single process. The per-class values come from :mod:`scripts.class_metrics`,
+which the test report (``metrics.json``) uses too.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 
 import ignite.distributed as idist
@@ -23,17 +23,12 @@ import numpy as np
 import torch
 from ignite.engine import Engine
 from ignite.metrics import Metric, MetricsLambda
-from monai.metrics import compute_roc_auc
 
-from scripts.froc import DEFAULT_FP_RATES, froc_curve_from_scores, match_detections, sensitivity_at
+from scripts.class_metrics import class_auroc, class_froc, nanmean
+from scripts.froc import DEFAULT_FP_RATES, match_detections
 from scripts.transforms import is_boxed, unpack_boxes
 
 __all__ = ["FROCMetric", "ImageAUROC", "selection_metric"]
-
-
-def _nanmean(values: Sequence[float]) -> float:
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _gather_cat(tensor: torch.Tensor) -> torch.Tensor:
@@ -62,7 +57,7 @@ class _PerClassMetric(Metric):
 
     def completed(self, engine: Engine, name: str) -> None:
         per_class = self.compute()
-        engine.state.metrics[name] = _nanmean(list(per_class.values()))
+        engine.state.metrics[name] = nanmean(list(per_class.values()))
         for class_name, value in per_class.items():
             engine.state.metrics[f"{name}_{class_name}"] = value
 
@@ -91,14 +86,7 @@ class ImageAUROC(_PerClassMetric):
         num_classes = len(self.class_names)
         scores = _gather_cat(torch.stack(self._scores) if self._scores else torch.zeros((0, num_classes)))
         labels = _gather_cat(torch.stack(self._labels) if self._labels else torch.zeros((0, num_classes)))
-        result = {}
-        for index, name in enumerate(self.class_names):
-            y = labels[:, index]
-            if y.numel() == 0 or y.min() == y.max():  # AUROC is undefined with one label value
-                result[name] = float("nan")
-            else:
-                result[name] = float(compute_roc_auc(scores[:, index], y))
-        return result
+        return {name: class_auroc(scores[:, index], labels[:, index]) for index, name in enumerate(self.class_names)}
 
 
 class FROCMetric(_PerClassMetric):
@@ -160,16 +148,10 @@ class FROCMetric(_PerClassMetric):
 
     def compute(self) -> dict[str, float]:
         matches, num_images = self.class_matches()
-        result = {}
-        for name, (fp, tp) in zip(self.class_names, matches, strict=True):
-            if tp.size == 0 or num_images == 0:  # no box of this class: sensitivity undefined
-                result[name] = float("nan")
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                fps, sens, _ = froc_curve_from_scores(fp, tp, num_images)
-            result[name] = float(np.mean(sensitivity_at(fps, sens, self.fp_rates)))
-        return result
+        return {
+            name: class_froc(fp, tp, num_images).score(self.fp_rates)
+            for name, (fp, tp) in zip(self.class_names, matches, strict=True)
+        }
 
 
 def selection_metric(auroc: Metric, froc: Metric, mode: str = "mean") -> Metric:
@@ -179,12 +161,12 @@ def selection_metric(auroc: Metric, froc: Metric, mode: str = "mean") -> Metric:
     """
 
     def _class_mean(metric: Metric) -> MetricsLambda:
-        return MetricsLambda(lambda per_class: _nanmean(list(per_class.values())), metric)
+        return MetricsLambda(lambda per_class: nanmean(list(per_class.values())), metric)
 
     if mode == "auroc":
         return _class_mean(auroc)
     if mode == "froc":
         return _class_mean(froc)
     if mode == "mean":
-        return MetricsLambda(lambda a, f: _nanmean([a, f]), _class_mean(auroc), _class_mean(froc))
+        return MetricsLambda(lambda a, f: nanmean([a, f]), _class_mean(auroc), _class_mean(froc))
     raise ValueError(f"selection mode must be 'auroc', 'froc' or 'mean', got {mode!r}.")

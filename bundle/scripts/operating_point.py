@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,13 +32,14 @@ import ignite.distributed as idist
 import numpy as np
 import torch
 
-from scripts.froc import froc_curve_from_scores, match_detections
+from scripts.class_metrics import class_froc
+from scripts.froc import match_detections
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
     from scripts.metrics import FROCMetric
-    from scripts.report import ImageRecord
+    from scripts.report_metrics import ImageRecord
 
 __all__ = [
     "DEFAULT_FP_RATE",
@@ -91,9 +91,8 @@ def choose_threshold(fp_scores: np.ndarray, tp_scores: np.ndarray, num_images: i
         ``{"threshold", "fp_per_image", "validation_sensitivity", "num_boxes"}``; ``threshold`` is None (no finding
         ever) when the budget admits no detection, ``validation_sensitivity`` None without boxes.
     """
-    with warnings.catch_warnings():  # no boxes of the class: sensitivity is reported as None
-        warnings.filterwarnings("ignore", message="No ground-truth boxes", category=RuntimeWarning)
-        fps, sensitivity, thresholds = froc_curve_from_scores(fp_scores, tp_scores, max(num_images, 1))
+    curve = class_froc(fp_scores, tp_scores, num_images)  # no boxes: NaN sensitivity, reported as None
+    fps, sensitivity, thresholds = curve.fps_per_image, curve.sensitivity, curve.thresholds
     index = threshold_index(fps, thresholds, fp_rate)
     return {
         "threshold": _json_number(thresholds[index]),
