@@ -118,3 +118,19 @@ def test_random_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     assert torch.equal(torch.rand(3), expected[0])
     np.testing.assert_array_equal(np.random.rand(3), expected[1])
     assert random.random() == expected[2]
+
+
+def test_other_ranks_get_their_own_random_stream_after_a_resume(tmp_path, monkeypatch):
+    states = RandomStates()
+    torch.manual_seed(1)
+    saved = states.state_dict()  # rank 0's, as in the checkpoint
+    states.load_state_dict(saved)
+    rank0 = torch.rand(3)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    draws = []
+    for rank in (1, 2, 1):
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda rank=rank: rank)
+        states.load_state_dict(saved)
+        draws.append(torch.rand(3))
+    assert not torch.equal(draws[0], rank0) and not torch.equal(draws[0], draws[1])
+    assert torch.equal(draws[0], draws[2])  # deterministic given the checkpoint and the rank

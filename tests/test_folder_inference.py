@@ -94,6 +94,12 @@ def test_listing_accounts_for_every_path(tmp_path):
     listing = list_inputs(tmp_path / "in")
     listed = {os.path.relpath(e["image"], tmp_path / "in") for e in listing.images + listing.skipped}
     assert listed == set(expected)
+    # results written inside the input folder are never read back as inputs
+    (tmp_path / "in" / "results").mkdir()
+    write_png(tmp_path / "in" / "results" / "x_overlay.png", (_radiograph() // 16).astype(np.uint8))
+    inside = list_inputs(tmp_path / "in", output_dir=tmp_path / "in" / "results")
+    assert len(inside.images) == len(listing.images)
+    assert any(e["image"].endswith("results") and "output folder" in e["reason"] for e in inside.skipped)
     reasons = {Path(e["image"]).name: e["reason"] for e in listing.skipped}
     assert "folder with an image file name" in reasons["dir.png"]
     assert "broken symbolic link" in reasons["dangling.png"]
@@ -135,3 +141,11 @@ def test_folder_inference_accounts_for_every_path_and_reruns_only_what_is_missin
     assert processed == ["a/x.png", "new.png"]
     assert rerun["existing"] == counts["processed"] - 1
     assert rerun["refused"] == counts["refused"]  # refused files are tried again: they may have been fixed
+    # the refused files removed, nothing is left to do: no run of the network, a summary all the same
+    for name, status in expected.items():
+        if status == "refused":
+            (inputs / name).unlink()
+    output = run_bundle("inference", ["inference.json"], *common, "--skip_existing", "true")
+    final = json.loads((out / "summary.json").read_text())
+    assert final["processed"] == 0 and final["existing"] == counts["processed"] + 1
+    assert final["refused"] == 0 and "100%" not in output

@@ -175,7 +175,8 @@ class RandomStates:
     In ``save_dict`` it makes a resumed run draw the same random numbers after the restored epoch as the
     uninterrupted run did: the weighted sampler's draws, and the seeds of data-loader workers (and so of the
     random transforms that run in them). Random transforms running in the main process (``num_workers`` 0) keep
-    their own generators, which are not restored.
+    their own generators, which are not restored. Under ``torch.distributed`` the file holds rank 0's states;
+    the other ranks reseed from them plus their rank, so that they keep distinct streams.
     """
 
     def state_dict(self) -> dict[str, Any]:
@@ -196,6 +197,12 @@ class RandomStates:
         keys = np.asarray(state["numpy_keys"], dtype=np.uint32)
         np.random.set_state(("MT19937", keys, int(state["numpy_position"]), 0, 0.0))
         random.setstate((int(state["python_version"]), tuple(int(v) for v in state["python"]), None))
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if rank > 0:  # the checkpoint holds rank 0's states: give every other rank its own stream again
+            seed = int(torch.randint(2**31 - 1 - rank, (1,))) + rank
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            random.seed(seed)
 
 
 def remove_stale_temporaries(ckpt_dir: str | Path) -> list[Path]:

@@ -94,14 +94,20 @@ def _classify(path: Path, recursive: bool) -> tuple[bool, str]:
     return True, ""
 
 
-def _walk(folder: Path, recursive: bool) -> list[Path]:
-    """Every path under ``folder`` except the folders that are only containers (sorted)."""
+def _walk(folder: Path, recursive: bool, exclude: Path | None = None) -> list[Path]:
+    """Every path under ``folder`` except the folders that are only containers (sorted).
+
+    ``exclude`` (the run's output folder, when it lies inside ``folder``) is listed but not searched.
+    """
     found: list[Path] = []
     for directory, subdirs, files in os.walk(folder, followlinks=False):
         base = Path(directory)
-        for name in subdirs:
+        for name in list(subdirs):
             sub = base / name
-            if sub.is_symlink() or not recursive or name.lower().endswith(tuple(_SUFFIXES)):
+            if exclude is not None and sub.resolve() == exclude:
+                subdirs.remove(name)  # os.walk does not descend into names removed here
+                found.append(sub)
+            elif sub.is_symlink() or not recursive or name.lower().endswith(tuple(_SUFFIXES)):
                 found.append(sub)  # reported as skipped; plain sub-folders are only containers
         found.extend(base / name for name in files)
         if not recursive:
@@ -146,7 +152,12 @@ def list_inputs(
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: input folder not found.")
         paths = []
-        for path in _walk(root, recursive):
+        results = Path(output_dir).resolve() if output_dir is not None else None
+        for path in _walk(root, recursive, exclude=results):
+            if results is not None and path.resolve() == results:  # earlier results must not become inputs
+                reason = "the output folder of this run: not searched"
+                listing.skipped.append({"image": str(path), "status": "skipped", "reason": reason})
+                continue
             usable, reason = _classify(path, recursive)
             if usable:
                 paths.append(path)
