@@ -72,7 +72,8 @@ cat <<EOF
 
 Results
   models:            $OUT/models/stage1/model.pt, $OUT/models/distill/{model,teacher}.pt
+  operating points:  $OUT/models/*/*_operating_point.json (thresholds chosen on validation, 0.2 FP/image)
   evaluation:        $OUT/eval/*/report.html (metrics.json, FROC/ROC curves, overlays)
-  inference:         $OUT/inference/*.json and *_overlay.png, summary.json
+  inference:         $OUT/inference/*.json ("finding": true/false, image_call) and *_overlay.png, summary.json
   TensorBoard logs:  $OUT/runs  (.venv/bin/tensorboard --logdir $OUT/runs)
 EOF

@@ -36,6 +36,20 @@ def summarize(folders: list[Path]) -> str:
         row += f"{_fmt(metrics['mean']['auroc']):>12}{_fmt(metrics['mean']['froc_paper']):>11}"
         lines.append(row)
     lines.append("FROC = mean sensitivity at 0.1, 0.2, 0.3, 0.4 false positives per image (test split).")
+    shipped = [(folder.name, folder / "operating_point.json") for folder in folders]
+    shipped = [(name, json.loads(path.read_text())) for name, path in shipped if path.is_file()]
+    if shipped:
+        lines += ["", "Operating point shipped with each model (chosen on validation), measured on the test split:"]
+        header = f"{'model':<22}{'class':<10}{'threshold':>10}{'sensitivity':>12}{'FP/image':>10}"
+        header += f"{'val. sens.':>11}{'val. FP/img':>12}"
+        lines += [header, "-" * len(header)]
+        for name, results in shipped:
+            for c, r in results.items():
+                threshold = "none" if r["threshold"] is None else f"{r['threshold']:.4f}"
+                lines.append(
+                    f"{name:<22}{c:<10}{threshold:>10}{_fmt(r['sensitivity']):>12}{_fmt(r['fp_per_image']):>10}"
+                    f"{_fmt(r['validation_sensitivity']):>11}{_fmt(r['validation_fp_per_image']):>12}"
+                )
     return "\n".join(lines)
 
 

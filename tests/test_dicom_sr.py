@@ -85,7 +85,7 @@ def test_inference_writes_an_sr_that_reads_back_to_the_json_findings(study, tmp_
     run_bundle(
         "inference", ["inference.json"], "--dataset_dir", str(study / "images"), "--output_dir", str(out),
         "--ckpt_path", str(study / "model.pt"), "--operating_point_file", str(tmp_path / "op.json"),
-        "--score_floor", "0.0", "--write_dicom_sr", "true",
+        "--score_floor", "0.0", "--write_dicom_sr", "true", "--write_dicom_gsps", "true",
     )  # fmt: skip
     source = dcmread(study / "images" / "pa.dcm", stop_before_pixels=True)
     reports = sorted(out.glob("sr_*.dcm"))
@@ -114,6 +114,21 @@ def test_inference_writes_an_sr_that_reads_back_to_the_json_findings(study, tmp_
         assert finding["x"] == pytest.approx(x, abs=0.051) and finding["y"] == pytest.approx(y, abs=0.051)
         assert finding["certainty"] == pytest.approx(100 * score, abs=0.011)
     assert _dciodvfy_errors(reports[0]) == []
+    # the presentation states draw the same findings on each image
+    for name in ("pa", "pa2"):
+        sop = dcmread(study / "images" / f"{name}.dcm", stop_before_pixels=True).SOPInstanceUID
+        state = dcmread(out / f"pr_{sop}.dcm")
+        assert state.Modality == "PR" and state.PatientID == source.PatientID
+        referenced = state.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID
+        assert referenced == sop
+        annotations = state.get("GraphicAnnotationSequence", [])
+        objects = [g for a in annotations for g in a.GraphicObjectSequence]
+        assert all(g.GraphicType == "CIRCLE" for g in objects)
+        centres = sorted(tuple(float(v) for v in g.GraphicData[:2]) for g in objects)
+        points = sorted((f["x"], f["y"]) for f in findings if f["sop"] == sop)
+        assert len(centres) == len(points)
+        np.testing.assert_allclose(centres, np.reshape(points, (-1, 2)), atol=1e-3)
+        assert _dciodvfy_errors(out / f"pr_{sop}.dcm") == []
 
 
 def test_no_sr_by_default_and_the_core_does_not_import_highdicom(study, tmp_path):

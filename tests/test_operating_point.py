@@ -133,3 +133,26 @@ def test_evaluation_at_the_shipped_threshold_counts_lesions_and_image_calls():
     assert result["threshold"] == 0.5 and result["validation_sensitivity"] == 0.7
     clavicle = evaluate_at_operating_point(records, CLASSES, OPERATING_POINT)["clavicle"]
     assert clavicle["sensitivity"] is None and clavicle["fp_per_image"] == 0.0
+
+
+def test_demo_summary_lists_the_shipped_operating_point(tmp_path):
+    import sys
+
+    from conftest import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    from summarize_evaluations import summarize
+
+    metrics = {"classes": {name: {"auroc": 0.7, "froc_paper": 0.3} for name in CLASSES},
+               "mean": {"auroc": 0.7, "froc_paper": 0.3}}  # fmt: skip
+    records = [ImageRecord("a", [1, 0], [0.8, 0.1], [[5, 5, 0.8, 0]], [[0, 0, 10, 10, 0]])]
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    shipped = evaluate_at_operating_point(records, CLASSES, OPERATING_POINT)
+    (folder / "operating_point.json").write_text(json.dumps(shipped))
+    table = summarize([folder])
+    assert "chosen on validation" in table
+    section = table.split("chosen on validation", 1)[1].splitlines()
+    rib = [line for line in section if line.split()[1:2] == ["rib"]][0].split()
+    assert rib[2:6] == ["0.5000", "1.000", "0.000", "0.700"]

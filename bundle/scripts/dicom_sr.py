@@ -19,6 +19,10 @@ Content of the report of one study (every image of that study run through infere
         qualitative evaluation: finding type = SCT 52101004 "Present" or SCT 272519000 "Absent" (the image call)
         measurement: DCM 111012 "Certainty of Finding" = image score x 100, UCUM "%"
 
+Optionally (``presentation_states=True``, config key ``write_dicom_gsps``) a Grayscale Softcopy Presentation
+State per image, ``pr_<SOPInstanceUID>.dcm``, draws the same findings (a circle and a "<class> fracture <score>"
+label each, layer ``AI FINDINGS``) for viewers that show SR poorly.
+
 Points: DICOM SCOORD puts (0, 0) at the top-left corner of the top-left pixel, x along columns, y along rows,
 which is the bundle's own continuous pixel convention, so ``x``/``y`` of the JSON are written unchanged.
 Patient, study and equipment attributes of the report are copied from the source images by highdicom.
@@ -29,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +47,7 @@ if TYPE_CHECKING:
     from ignite.engine import Engine
     from pydicom import Dataset
 
-__all__ = ["FINDING_CODES", "DicomSRWriter", "build_study_report"]
+__all__ = ["FINDING_CODES", "DicomSRWriter", "build_presentation_state", "build_study_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -178,8 +183,67 @@ def build_study_report(
     )
 
 
+def build_presentation_state(
+    ds: Dataset,
+    result: Mapping[str, Any],
+    class_names: Sequence[str],
+    operating_point: Mapping[str, Mapping[str, float | None]],
+    algorithm_name: str = "cxr_rib_fracture_aals",
+    algorithm_version: str = "0",
+    series_number: int = 9002,
+) -> Any:
+    """Grayscale Softcopy Presentation State of one image drawing its findings (``result`` as in
+    :func:`build_study_report`): per finding a circle (radius 1 % of the longer image side) around the point and a
+    text "<class> fracture <score>" anchored at it, in pixel units of the source image.
+
+    Returns:
+        ``highdicom.pr.GrayscaleSoftcopyPresentationState``.
+    """
+    import highdicom as hd
+
+    rows = np.asarray(torch.as_tensor(result["detections"]).detach().cpu(), dtype=np.float64).reshape(-1, 4)
+    findings, _ = finding_flags(rows, operating_point, class_names)
+    radius = max(2.0, 0.01 * max(int(ds.Rows), int(ds.Columns)))
+    layer = hd.pr.GraphicLayer(layer_name="AI FINDINGS", order=1, description="rib/clavicle fracture findings")
+    graphics, texts = [], []
+    for k, ((x, y, score, cls), finding) in enumerate(zip(rows.tolist(), findings.tolist(), strict=True)):
+        if not finding:
+            continue
+        name = class_names[int(cls)]
+        edge = x + radius if x + radius <= int(ds.Columns) else x - radius  # the point on the circle stays inside
+        circle = np.array([[x, y], [edge, y]], dtype=np.float64)  # centre, then a point on the circle
+        graphics.append(hd.pr.GraphicObject(hd.pr.GraphicTypeValues.CIRCLE, circle, "PIXEL", tracking_id=f"{k}",
+                                            tracking_uid=hd.UID()))  # fmt: skip
+        texts.append(hd.pr.TextObject(f"{name} fracture {score:.2f}", "PIXEL", anchor_point=(x, y)))
+    annotations = []
+    if graphics:
+        annotations.append(
+            hd.pr.GraphicAnnotation(referenced_images=[ds], graphic_layer=layer, graphic_objects=graphics,
+                                    text_objects=texts)  # fmt: skip
+        )
+    state = hd.pr.GrayscaleSoftcopyPresentationState(
+        referenced_images=[ds],
+        series_instance_uid=hd.UID(),
+        series_number=series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="MONAI bundle " + algorithm_name,
+        manufacturer_model_name=algorithm_name,
+        software_versions=algorithm_version,
+        device_serial_number="none",
+        content_label="AI_FINDINGS",
+        content_description="rib/clavicle fracture findings at the operating point",
+        graphic_annotations=annotations or None,
+        graphic_layers=[layer] if annotations else None,
+    )
+    # General Series Laterality (type 2C): a chest radiograph shows no single side, so it is present and empty.
+    state.Laterality = ds.get("Laterality", "")
+    return state
+
+
 class DicomSRWriter:
-    """Write ``sr_<StudyInstanceUID>.dcm`` per study of the DICOM inputs when inference completes.
+    """Write ``sr_<StudyInstanceUID>.dcm`` per study of the DICOM inputs when inference completes (and, with
+    ``presentation_states``, ``pr_<SOPInstanceUID>.dcm`` per DICOM image).
 
     Non-DICOM inputs and refused files are passed over. A study whose report cannot be built (e.g. a source
     without the patient or study attributes a report must copy) is logged with the reason; the others are written.
@@ -189,6 +253,8 @@ class DicomSRWriter:
         class_names: class names in channel order.
         operating_point: per-class thresholds (:func:`scripts.operating_point.load_operating_point`).
         algorithm_name, algorithm_version: written as the observer device and algorithm.
+        structured_report: write the SR per study.
+        presentation_states: write a Grayscale Softcopy Presentation State per image.
     """
 
     def __init__(
@@ -198,12 +264,15 @@ class DicomSRWriter:
         operating_point: Mapping[str, Mapping[str, float | None]],
         algorithm_name: str = "cxr_rib_fracture_aals",
         algorithm_version: str = "0",
+        structured_report: bool = True,
+        presentation_states: bool = False,
     ) -> None:
         import highdicom  # noqa: F401  (fail at start, with the install hint, not after the whole run)
 
         self.output_dir, self.class_names = Path(output_dir), list(class_names)
         self.operating_point = operating_point
         self.algorithm_name, self.algorithm_version = algorithm_name, str(algorithm_version)
+        self.structured_report, self.presentation_states = bool(structured_report), bool(presentation_states)
         self.results: list[tuple[str, dict[str, Any]]] = []
         self.written: list[Path] = []
 
@@ -238,15 +307,22 @@ class DicomSRWriter:
             if not study:
                 logger.warning("no DICOM SR for %s: the file has no StudyInstanceUID.", files)
                 continue
-            try:
-                report = build_study_report(
-                    images, self.class_names, self.operating_point, self.algorithm_name, self.algorithm_version
-                )
-            except (ValueError, TypeError, AttributeError) as error:
-                logger.warning("no DICOM SR for study %s (%s): %s", study, files, error)
-                continue
-            target = self.output_dir / f"sr_{study}.dcm"
-            report.save_as(target, enforce_file_format=True)
-            self.written.append(target)
-        logger.info("DICOM SR: %d report(s) written to %s", len(self.written), self.output_dir)
+            args = (self.class_names, self.operating_point, self.algorithm_name, self.algorithm_version)
+            outputs = []
+            if self.structured_report:
+                outputs.append((f"sr_{study}.dcm", partial(build_study_report, images, *args)))
+            if self.presentation_states:
+                for ds, result in images:
+                    outputs.append(
+                        (f"pr_{ds.SOPInstanceUID}.dcm", partial(build_presentation_state, ds, result, *args))
+                    )
+            for name, build in outputs:
+                try:
+                    dataset = build()
+                except (ValueError, TypeError, AttributeError) as error:
+                    logger.warning("no %s for study %s (%s): %s", name, study, files, error)
+                    continue
+                dataset.save_as(self.output_dir / name, enforce_file_format=True)
+                self.written.append(self.output_dir / name)
+        logger.info("DICOM SR/GSPS: %d file(s) written to %s", len(self.written), self.output_dir)
         return self.written
