@@ -128,6 +128,8 @@ def test_evaluation_writes_every_output_and_numbers_match_direct_computation(sta
             assert metrics["classes"][name]["auroc"] == pytest.approx(float(logged), abs=1e-3)
     # the shipped operating point (chosen on validation) measured on the test split, equal to a recount
     shipped = json.loads((tmp_path / "operating_point.json").read_text())
+    assert metrics["shipped_operating_point"] == shipped  # in metrics.json and report.html too
+    assert "Shipped operating point" in (tmp_path / "report.html").read_text()
     chosen = json.loads((stage1 / "model_operating_point.json").read_text())["classes"]
     for name, result in shipped.items():
         threshold = chosen[name]["threshold"]

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from scripts.operating_point import evaluate_at_operating_point
 from scripts.report import write_evaluation_report
 from scripts.report_metrics import ImageRecord
 from scripts.report_table import format_metrics_table
@@ -105,14 +104,14 @@ class EvaluationReportHandler:
             camelyon_rates=self.camelyon_rates,
             model_name=self.model_name,
             num_overlays=self.num_overlays,
+            shipped_operating_point=self.operating_point,
         )
         logger.info(
             "evaluation of %s on %d images:\n%s", self.model_name, len(self.records), format_metrics_table(self.metrics)
         )
         logger.info("evaluation report written to %s/report.html", self.output_dir)
         if self.operating_point is not None:
-            shipped = evaluate_at_operating_point(self.records, self.class_names, self.operating_point)
-            self.metrics["shipped_operating_point"] = shipped
+            shipped = self.metrics["shipped_operating_point"]
             (Path(self.output_dir) / "operating_point.json").write_text(json.dumps(shipped, indent=2) + "\n")
             lines = [
                 f"  {name}: threshold {r['threshold']} -> sensitivity {r['sensitivity']} at {r['fp_per_image']} "

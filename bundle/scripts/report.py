@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from scripts.operating_point import evaluate_at_operating_point
 from scripts.report_crops import missed_boxes, top_false_positives, write_overlays
 from scripts.report_curves import plot_froc, plot_roc, write_curves
 from scripts.report_html import render_html
@@ -92,6 +93,7 @@ def write_evaluation_report(
     model_name: str = "model",
     num_overlays: int = 8,
     operating_fp_rate: float = OPERATING_FP_RATE,
+    shipped_operating_point: Mapping[str, Mapping[str, float | None]] | None = None,
 ) -> dict[str, Any]:
     """Write the evaluation report of a test set into ``output_dir`` (created).
 
@@ -112,6 +114,10 @@ def write_evaluation_report(
         model_name: shown in the report and stored as ``metrics["model"]``.
         num_overlays: number of false-positive crops and maximum number of missed-box crops.
         operating_fp_rate: FP budget (per image) of the operating threshold.
+        shipped_operating_point: the thresholds shipped with the model, chosen on validation
+            (:func:`scripts.operating_point.load_operating_point`); their results on this split
+            (:func:`scripts.operating_point.evaluate_at_operating_point`) go to ``metrics["shipped_operating_point"]``
+            and ``report.html``. This split never chooses them.
 
     Returns:
         The metrics dict written to ``metrics.json``.
@@ -123,6 +129,8 @@ def write_evaluation_report(
     class_names = list(class_names)
     evaluations = evaluate_classes(records, class_names, paper_rates, camelyon_rates, operating_fp_rate)
     metrics = {"model": model_name, **metrics_dict(evaluations, paper_rates, camelyon_rates, operating_fp_rate)}
+    if shipped_operating_point is not None:
+        metrics["shipped_operating_point"] = evaluate_at_operating_point(records, class_names, shipped_operating_point)
     _write_json(output_dir / "metrics.json", metrics)
     write_curves(output_dir, evaluations)
     plot_froc(output_dir / "froc.png", evaluations, paper_rates, model_name)

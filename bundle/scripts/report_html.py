@@ -59,6 +59,26 @@ def _operating_table(metrics: dict[str, Any]) -> str:
     return _html_table(["Class", "Score threshold", "FP per image", "Sensitivity"], rows)
 
 
+def _shipped_table(metrics: dict[str, Any]) -> str:
+    """Results on this split of the thresholds shipped with the model (chosen on validation), if given."""
+    shipped = metrics.get("shipped_operating_point")
+    if not shipped:
+        return ""
+    rows = []
+    for name, r in shipped.items():
+        threshold = "none" if r["threshold"] is None else f"{r['threshold']:.4f}"
+        values = [r[k] for k in ("sensitivity", "fp_per_image", "image_sensitivity", "image_specificity")]
+        values += [r["validation_sensitivity"], r["validation_fp_per_image"]]
+        rows.append([name, threshold, *(cell(v) for v in values)])
+    header = ["Class", "Threshold", "Sensitivity", "FP per image", "Image sensitivity", "Image specificity"]
+    header += ["Validation sensitivity", "Validation FP per image"]
+    return (
+        "<h2>Shipped operating point</h2>\n<p>Thresholds chosen on the validation split and shipped with the model, "
+        "measured here; this split did not choose them. Image sensitivity/specificity: the image call (a finding of "
+        "the class anywhere in the image).</p>\n" + _html_table(header, rows)
+    )
+
+
 def _gallery(items: Sequence[OverlayItem], records: Sequence[ImageRecord], class_names: Sequence[str]) -> str:
     """A flex gallery of overlay crops with escaped captions (image name, class, score)."""
     if not items:
@@ -115,8 +135,10 @@ at {paper} (paper rates) and at {camelyon} (CAMELYON rates) false positives per 
 The mean row averages the classes where the value is defined.</p>
 <h2>Curves</h2>
 <div class="plots"><img src="froc.png" alt="FROC curves"><img src="roc.png" alt="ROC curves"></div>
-<h2>Operating point</h2>
-<p>Per class, the lowest score threshold with at most {budget} false positives per image.</p>
+{_shipped_table(metrics)}
+<h2>Operating point of this split</h2>
+<p>Per class, the lowest score threshold with at most {budget} false positives per image on this split
+(descriptive: it is read off this split's own curve).</p>
 {_operating_table(metrics)}
 <h2>Top false positives</h2>
 <p class="note">Highest-scoring detections inside no box of their class (green: ground-truth boxes).</p>
