@@ -113,6 +113,7 @@ def test_folder_inference_accounts_for_every_path_and_reruns_only_what_is_missin
     common = ["--dataset_dir", str(inputs), "--output_dir", str(out), "--ckpt_path", str(model), "--score_floor", "0.0"]
     output = run_bundle("inference", ["inference.json"], *common)
     assert "inference" in output and "100%" in output  # progress bar
+    assert "7 file(s) refused" in output and "3 path(s) skipped" in output and "flat.dcm" in output  # the log
     summary = json.loads((out / "summary.json").read_text())
     statuses = {os.path.relpath(e["image"], inputs): e["status"] for e in summary["images"]}
     assert statuses == expected

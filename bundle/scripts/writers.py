@@ -238,6 +238,10 @@ class DetectionWriter:
             *(counts[status] for status in STATUSES),
             self.output_dir,
         )
+        skipped = [e for e in entries if e["status"] == "skipped"]
+        if skipped:
+            listing = "\n".join(f"  {e['image']}: {e['reason']}" for e in skipped)
+            logger.info("inference: %d path(s) skipped, not image files:\n%s", len(skipped), listing)
         refused = [e for e in entries if e["status"] == "refused"]
         if refused:
             listing = "\n".join(f"  {e['image']}: {e['reason']}" for e in refused)
