@@ -1,6 +1,18 @@
 #!/usr/bin/env bash
-# Run the test suite in the project's virtual environment (created on first use). Extra arguments go to pytest.
+# Run the checks in the project's virtual environment (created on first use): ruff on the whole repository, then
+# pytest. Two tiers:
+#   bash scripts/run_tests.sh            full: every test (what .ci/run runs; 5.5 to 15 minutes on 2 cores, by load)
+#   bash scripts/run_tests.sh --quick    quick: unit tests and one tiny end-to-end bundle run (about one CPU-minute);
+#                                        tests marked `slow` (pyproject.toml) are left out
+# Further arguments go to pytest, e.g. `bash scripts/run_tests.sh --quick -k froc`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-exec .venv/bin/python -m pytest -q "$@"
+tier=()
+if [ "${1:-}" = "--quick" ]; then
+    shift
+    tier+=(-m "not slow")
+fi
+echo "[tests] ruff check ."
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest -q "${tier[@]}" "$@"

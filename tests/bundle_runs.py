@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 
 CONFIGS = REPO_ROOT / "bundle" / "configs"
 #: Light network, 64 px images, no worker processes: a bundle run on a tiny phantom set takes seconds.

@@ -215,6 +215,7 @@ def test_bad_label_files_are_named(tmp_path):
         main(["padchest", "--csv", str(bad), "--image-dir", str(tmp_path), "--out", str(tmp_path / "o.json")])
 
 
+@pytest.mark.slow
 def test_combined_datalist_trains_and_evaluates_an_image_level_test_split(tmp_path):
     """VinDr-CXR gives R, N and boxed validation; PadChest gives P and N; a PadChest-only test split is scored."""
     vindr_csv = _write_vindr(tmp_path / "vindr", with_images=True)

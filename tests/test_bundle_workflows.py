@@ -19,31 +19,8 @@ from monai.metrics import compute_roc_auc
 from scripts.froc import froc_score
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cxr_phantom import generate_dataset
 
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("phantoms")
-    generate_dataset(
-        root, num_images=32, size=96, seed=3, prevalence=0.5, r_fraction=0.5, val_fraction=0.25,
-        test_fraction=0.25, difficulty=0.0, progress=False,
-    )  # fmt: skip
-    return root
-
-
-@pytest.fixture(scope="module")
-def stage1(dataset, tmp_path_factory) -> Path:
-    """Stage 1 for one epoch with the ``training`` run id; returns the checkpoint folder."""
-    models = tmp_path_factory.mktemp("stage1")
-    run_bundle(
-        "training", ["train.json"], "--dataset_dir", str(dataset), "--ckpt_dir", str(models),
-        "--output_dir", str(models / "runs"), "--train#trainer#max_epochs", "1", "--train#samples_per_epoch", "8",
-    )  # fmt: skip
-    return models
-
-
-def test_stage1_saves_weights_tensorboard_and_resumes(stage1, dataset):
+def test_stage1_saves_weights_tensorboard_and_resumes(stage1, phantoms, tmp_path):
     assert (stage1 / "model.pt").is_file() and (stage1 / "checkpoint_epoch=1.pt").is_file()
     events = EventAccumulator(str(stage1 / "runs" / "tensorboard"), size_guidance={"images": 0}).Reload()
     tags = {name: set(values) for name, values in events.Tags().items() if isinstance(values, list)}
@@ -61,20 +38,23 @@ def test_stage1_saves_weights_tensorboard_and_resumes(stage1, dataset):
     for values in operating_point["classes"].values():
         assert values["threshold"] is None or 0 <= values["threshold"] <= 1
         assert values["fp_per_image"] <= 0.2
-    # resume with the default run id: continues at epoch 2, does not restart at 1
+    # resume with the default run id: continues at epoch 2, does not restart at 1 (in a copy: the session's
+    # stage-1 model stays as trained for the other tests)
+    resumed = shutil.copytree(stage1, tmp_path / "stage1")
     output = run_bundle(
-        None, ["train.json"], "--dataset_dir", str(dataset), "--ckpt_dir", str(stage1),
-        "--output_dir", str(stage1 / "runs"), "--train#trainer#max_epochs", "2", "--train#samples_per_epoch", "8",
-        "--resume_checkpoint", str(stage1 / "checkpoint_epoch=1.pt"),
+        None, ["train.json"], "--dataset_dir", str(phantoms), "--ckpt_dir", str(resumed),
+        "--output_dir", str(resumed / "runs"), "--train#trainer#max_epochs", "2", "--train#samples_per_epoch", "8",
+        "--resume_checkpoint", str(resumed / "checkpoint_epoch=1.pt"),
     )  # fmt: skip
     assert "Restored all variables" in output
     assert "Epoch: 2/2" in output and "Epoch: 1/2" not in output
-    assert (stage1 / "checkpoint_epoch=2.pt").is_file()
+    assert (resumed / "checkpoint_epoch=2.pt").is_file()
 
 
-def test_distillation_trains_student_and_teacher_and_resumes(stage1, dataset, tmp_path):
+@pytest.mark.slow
+def test_distillation_trains_student_and_teacher_and_resumes(stage1, phantoms, tmp_path):
     common = [
-        "--dataset_dir", str(dataset), "--stage1_checkpoint", str(stage1 / "model.pt"), "--ckpt_dir", str(tmp_path),
+        "--dataset_dir", str(phantoms), "--stage1_checkpoint", str(stage1 / "model.pt"), "--ckpt_dir", str(tmp_path),
         "--output_dir", str(tmp_path / "runs"), "--train#samples_per_epoch", "8",
     ]  # fmt: skip
     output = run_bundle("training", ["train.json", "distill.json"], *common, "--train#trainer#max_epochs", "1")
@@ -94,16 +74,17 @@ def test_distillation_trains_student_and_teacher_and_resumes(stage1, dataset, tm
     assert resumed["iteration"] == 2 * first["iteration"]
 
 
-def test_evaluation_writes_every_output_and_numbers_match_direct_computation(stage1, dataset, tmp_path):
+@pytest.mark.slow
+def test_evaluation_writes_every_output_and_numbers_match_direct_computation(stage1, phantoms, tmp_path):
     output = run_bundle(
-        "evaluating", ["train.json", "evaluate.json"], "--dataset_dir", str(dataset),
+        "evaluating", ["train.json", "evaluate.json"], "--dataset_dir", str(phantoms),
         "--ckpt_path", str(stage1 / "model.pt"), "--output_dir", str(tmp_path),
     )  # fmt: skip
     for name in ["metrics.json", "detections.json", "report.html", "froc.png", "roc.png", "froc_curve_rib.csv"]:
         assert (tmp_path / name).stat().st_size > 0, name
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     images = json.loads((tmp_path / "detections.json").read_text())["images"]
-    test_items = json.loads((dataset / "datalist.json").read_text())["test"]
+    test_items = json.loads((phantoms / "datalist.json").read_text())["test"]
     assert len(images) == len(test_items) == metrics["num_images"]
     for name in metrics["classes"]:
         detections = [
@@ -145,12 +126,13 @@ def test_evaluation_writes_every_output_and_numbers_match_direct_computation(sta
         assert result["fp_per_image"] == pytest.approx(len(false_positives) / len(images), abs=1e-4)
 
 
-def test_inference_writes_detections_and_overlays_and_survives_bad_files(stage1, dataset, tmp_path):
+@pytest.mark.slow
+def test_inference_writes_detections_and_overlays_and_survives_bad_files(stage1, phantoms, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
-    test_items = json.loads((dataset / "datalist.json").read_text())["test"][:3]
+    test_items = json.loads((phantoms / "datalist.json").read_text())["test"][:3]
     for item in test_items:
-        shutil.copy(dataset / item["image"], images)
+        shutil.copy(phantoms / item["image"], images)
     (images / "corrupt.dcm").write_bytes(b"\x00" * 300)
     (images / "notes.png").write_text("not an image")
     out = tmp_path / "results"
@@ -187,10 +169,11 @@ def test_inference_writes_detections_and_overlays_and_survives_bad_files(stage1,
     assert "cannot read as PNG" in reasons["notes.png"]
 
 
-def test_teacher_starts_from_stage1_weights_not_random(stage1, dataset, tmp_path):
+@pytest.mark.slow
+def test_teacher_starts_from_stage1_weights_not_random(stage1, phantoms, tmp_path):
     """The EMA teacher deep-copies the student when built: stage-1 weights must be loaded before that."""
     run_bundle(
-        "training", ["train.json", "distill.json"], "--dataset_dir", str(dataset),
+        "training", ["train.json", "distill.json"], "--dataset_dir", str(phantoms),
         "--stage1_checkpoint", str(stage1 / "model.pt"), "--ckpt_dir", str(tmp_path),
         "--output_dir", str(tmp_path / "runs"), "--train#trainer#max_epochs", "1", "--train#samples_per_epoch", "8",
         "--ema_decay", "0.999999",

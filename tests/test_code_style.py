@@ -1,6 +1,8 @@
 """The bundle's Python passes the Model Zoo's style checks: black and isort at line length 120, and flake8.
 
-Settings live in ``pyproject.toml`` (black, isort) and ``.flake8``; ruff covers the rest of the repository.
+These are the Zoo package's own files (``bundle/scripts``; ``scripts/package_bundle.py`` ships ``bundle/``). Settings
+live in ``pyproject.toml`` (black, isort) and ``.flake8``; ``ruff check .`` (``scripts/run_tests.sh``) covers the whole
+repository.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from bundle_runs import CONFIGS, LIGHT, config_files
 from conftest import REPO_ROOT
 from scripts.network import FractureHeatmapNet
 
-from cxr_phantom import generate_dataset
+pytestmark = pytest.mark.slow  # stage 2 killed and resumed several times: full tier only
 
 EPOCHS, SAMPLES, BATCH = 5, 16, 4
 ITERATIONS_PER_EPOCH = SAMPLES // BATCH
@@ -102,16 +102,6 @@ def arm(trainer, student, log_path, point):
 '''
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("phantoms")
-    generate_dataset(
-        root, num_images=24, size=64, seed=5, prevalence=0.5, r_fraction=0.5, val_fraction=0.34,
-        test_fraction=0.0, difficulty=0.0, progress=False,
-    )  # fmt: skip
-    return root
-
-
 def _network() -> FractureHeatmapNet:
     values = dict(zip(LIGHT[::2], LIGHT[1::2], strict=True))
     return FractureHeatmapNet(
@@ -123,7 +113,7 @@ def _network() -> FractureHeatmapNet:
     )
 
 
-def _run(work: Path, dataset: Path, point: str, resume: bool) -> subprocess.CompletedProcess:
+def _run(work: Path, phantoms: Path, point: str, resume: bool) -> subprocess.CompletedProcess:
     crash_config = work / "crash.json"
     crash_config.write_text(
         json.dumps(
@@ -138,7 +128,7 @@ def _run(work: Path, dataset: Path, point: str, resume: bool) -> subprocess.Comp
     configs = config_files(["train.json", "distill.json"])[:-1] + f",'{crash_config}']"
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs]
     command += ["--meta_file", str(CONFIGS / "metadata.json"), *LIGHT]
-    command += ["--dataset_dir", str(dataset), "--ckpt_dir", str(work / "ckpt"), "--output_dir", str(work / "runs")]
+    command += ["--dataset_dir", str(phantoms), "--ckpt_dir", str(work / "ckpt"), "--output_dir", str(work / "runs")]
     command += ["--stage1_checkpoint", str(work / "stage1.pt"), "--train#trainer#max_epochs", str(EPOCHS)]
     command += ["--train#samples_per_epoch", str(SAMPLES), "--batch_size", str(BATCH)]
     if resume:
@@ -153,7 +143,7 @@ def _load_all(folder: Path) -> dict[str, dict]:
     return {path.name: torch.load(path, map_location="cpu", weights_only=True) for path in folder.glob("*.pt")}
 
 
-def test_stage2_survives_sigkill_at_every_point_and_model_pt_is_the_best_validated(dataset, tmp_path):
+def test_stage2_survives_sigkill_at_every_point_and_model_pt_is_the_best_validated(phantoms, tmp_path):
     (tmp_path / "crash_points.py").write_text(CRASH_MODULE)
     torch.manual_seed(0)
     torch.save(_network().state_dict(), tmp_path / "stage1.pt")
@@ -164,14 +154,14 @@ def test_stage2_survives_sigkill_at_every_point_and_model_pt_is_the_best_validat
         (f"checkpoint_write:{4 * ITERATIONS_PER_EPOCH}", True),  # half-way through writing checkpoint_epoch=4.pt
     ]
     for point, resume in crashes:
-        result = _run(tmp_path, dataset, point, resume)
+        result = _run(tmp_path, phantoms, point, resume)
         assert result.returncode == -signal.SIGKILL, f"{point}: expected a SIGKILL\n{result.stderr[-3000:]}"
         _load_all(ckpt)  # every .pt file on disk loads after every crash: none is truncated
     partial = [p.name for p in ckpt.iterdir() if p.name.startswith(".checkpoint_epoch=4.pt")]
     assert partial, "the crash during the write must have left its temporary file, not checkpoint_epoch=4.pt"
     assert not (ckpt / "checkpoint_epoch=4.pt").exists() and (ckpt / "checkpoint_epoch=3.pt").exists()
 
-    result = _run(tmp_path, dataset, "none", resume=True)
+    result = _run(tmp_path, phantoms, "none", resume=True)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "latest intact checkpoint is" in output and "checkpoint_epoch=3.pt" in output

@@ -20,6 +20,8 @@ from scripts.network import FractureHeatmapNet
 
 from cxr_phantom.writers import write_dicom as write_phantom_dicom
 
+pytestmark = pytest.mark.slow  # inference bundle runs writing DICOM SR: full tier only
+
 hd = pytest.importorskip("highdicom", reason="optional extra: pip install -r requirements-deploy.txt")
 
 CODES = {"rib": "33737001", "clavicle": "58150001"}

@@ -106,6 +106,7 @@ def test_listing_accounts_for_every_path(tmp_path):
     assert "not an image file" in reasons["notes.txt"]
 
 
+@pytest.mark.slow
 def test_folder_inference_accounts_for_every_path_and_reruns_only_what_is_missing(tmp_path):
     inputs, out = tmp_path / "in", tmp_path / "out"
     expected = _mixed_folder(inputs)

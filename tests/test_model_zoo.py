@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from conftest import BUNDLE_ROOT, REPO_ROOT
 from monai.bundle import ConfigWorkflow
 from scripts.network import FractureHeatmapNet
-
-from cxr_phantom import generate_dataset
 
 SCHEMAS = REPO_ROOT.parent / "shared" / "modelzoo"
 LIGHT = {"block": "basic", "layers": (1, 1, 1, 1), "widths": (8, 16, 32, 64), "fpn_channels": 16}
@@ -33,6 +30,7 @@ def monai_bundle(*args: str) -> str:
     return output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schema", ["meta_schema_20220324.json", "meta_schema_20240725.json"])
 def test_metadata_validates_against_the_zoo_schema(schema):
     if not (SCHEMAS / schema).is_file():
@@ -43,6 +41,7 @@ def test_metadata_validates_against_the_zoo_schema(schema):
     assert "metadata is verified with no error" in output
 
 
+@pytest.mark.slow
 def test_network_input_and_output_match_the_metadata():
     output = monai_bundle(
         "verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json",
@@ -51,6 +50,7 @@ def test_network_input_and_output_match_the_metadata():
     assert "data shape of network is verified with no error" in output
 
 
+@pytest.mark.slow
 def test_torchscript_export_matches_eager(tmp_path):
     torch.manual_seed(0)
     network = FractureHeatmapNet(num_classes=2, **LIGHT).eval()
@@ -81,13 +81,6 @@ def test_eval_metrics_are_the_ablation_benchmark_numbers():
     assert all(0.0 < value < 1.0 for value in metadata["eval_metrics"].values())
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("phantoms_properties")
-    generate_dataset(root, num_images=12, size=64, seed=11, val_fraction=0.25, test_fraction=0.25, progress=False)
-    return root
-
-
 @pytest.mark.parametrize(
     "workflow_type, configs",
     [
@@ -97,13 +90,13 @@ def tiny_dataset(tmp_path_factory) -> Path:
         ("train", ["train.json", "distill.json"]),
     ],
 )
-def test_workflow_has_every_required_property(workflow_type, configs, tiny_dataset, tmp_path):
+def test_workflow_has_every_required_property(workflow_type, configs, phantoms, tmp_path):
     configs_dir = BUNDLE_ROOT / "configs"
     workflow = ConfigWorkflow(
         config_file=[str(configs_dir / name) for name in configs],
         meta_file=str(configs_dir / "metadata.json"),
         workflow_type=workflow_type,
-        dataset_dir=str(tiny_dataset / ("images" if workflow_type == "infer" else "")),
+        dataset_dir=str(phantoms / ("images" if workflow_type == "infer" else "")),
         num_workers=0,
         ckpt_dir=str(tmp_path / "models"),
         output_dir=str(tmp_path / "runs"),
@@ -113,11 +106,11 @@ def test_workflow_has_every_required_property(workflow_type, configs, tiny_datas
     assert workflow.check_properties() == []
 
 
-def test_property_check_reports_a_missing_trainer(tiny_dataset, tmp_path):
+def test_property_check_reports_a_missing_trainer(phantoms, tmp_path):
     configs_dir = BUNDLE_ROOT / "configs"
     workflow = ConfigWorkflow(
         config_file=str(configs_dir / "train.json"), meta_file=str(configs_dir / "metadata.json"),
-        workflow_type="train", dataset_dir=str(tiny_dataset), ckpt_dir=str(tmp_path / "models"),
+        workflow_type="train", dataset_dir=str(phantoms), ckpt_dir=str(tmp_path / "models"),
     )  # fmt: skip
     workflow.parser["train"].pop("trainer")
     workflow.initialize()

@@ -16,6 +16,8 @@ from bundle_runs import read_metrics_csv, run_bundle
 
 from cxr_phantom import generate_dataset
 
+pytestmark = pytest.mark.slow  # torchrun with 2 processes: full tier only
+
 PROCESSES = 2
 
 

@@ -8,6 +8,8 @@ import torch
 from scripts.network import FractureHeatmapNet
 from test_model_zoo import LIGHT, LIGHT_OVERRIDES, monai_bundle
 
+pytestmark = pytest.mark.slow  # ONNX export and ONNX Runtime: full tier only
+
 onnx = pytest.importorskip("onnx", reason="optional extra: pip install -r requirements-deploy.txt")
 onnxruntime = pytest.importorskip("onnxruntime", reason="optional extra: pip install -r requirements-deploy.txt")
 

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from bundle_runs import read_metrics_csv, run_bundle
 
-from cxr_phantom import generate_dataset
+pytestmark = pytest.mark.slow  # MLflow-tracked bundle run: full tier only
 
 mlflow = pytest.importorskip("mlflow", reason="optional extra: pip install -r requirements-tracking.txt")
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("phantoms_tracking")
-    generate_dataset(
-        root, num_images=16, size=96, seed=7, prevalence=0.5, r_fraction=0.5, val_fraction=0.5, test_fraction=0.0,
-        difficulty=0.0, progress=False,
-    )  # fmt: skip
-    return root
-
-
-def test_mlflow_tracking_records_loss_metrics_and_config(dataset, tmp_path):
+def test_mlflow_tracking_records_loss_metrics_and_config(phantoms, tmp_path):
     runs_dir = tmp_path / "runs"
     run_bundle(
-        "training", ["train.json"], "--dataset_dir", str(dataset), "--ckpt_dir", str(tmp_path / "models"),
+        "training", ["train.json"], "--dataset_dir", str(phantoms), "--ckpt_dir", str(tmp_path / "models"),
         "--output_dir", str(runs_dir), "--train#trainer#max_epochs", "2", "--train#samples_per_epoch", "8",
         "--tracking", "mlflow", "--experiment_name", "cxr_fracture_test",
         # MONAI builds the default path of the executed-config artifact by appending to the *expression* of
