@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import BUNDLE_ROOT
+from conftest import BUNDLE_ROOT, REPO_ROOT
 
 #: Sections of a Model Zoo model card, in order.
 SECTIONS = [
@@ -37,3 +37,18 @@ def test_model_card_performance_numbers_come_from_the_benchmark_files():
 def test_data_license_covers_synthetic_and_real_data():
     text = (BUNDLE_ROOT / "docs" / "data_license.txt").read_text().lower()
     assert "synthetic" in text and "real" in text
+
+
+def test_readme_layout_names_every_module_and_tool():
+    """The README's layout section lists every Python module of the bundle and of the phantom package, and every
+    command-line tool, so that the tree and its description stay in step."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    layout = readme.split("## Repository layout", 1)[1].split("\n## ", 1)[0]
+    files = [
+        *(BUNDLE_ROOT / "scripts").glob("*.py"),
+        *(REPO_ROOT / "cxr_phantom").glob("*.py"),
+        *(REPO_ROOT / "scripts").glob("*.py"),
+        *(REPO_ROOT / "scripts").glob("*.sh"),
+    ]
+    missing = sorted(str(f.relative_to(REPO_ROOT)) for f in files if f.name != "__init__.py" and f.name not in layout)
+    assert not missing, f"README's layout section does not mention {missing}"
