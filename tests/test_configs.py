@@ -50,3 +50,10 @@ def test_the_peak_score_floor_has_one_name():
         text = (CONFIGS / name).read_text()
         assert '"score_floor": "@score_floor"' in text and "detection_score_floor" not in text, name
     assert 0 < _load("train.json")["score_floor"] < _load("inference.json")["score_floor"]
+
+
+def test_the_network_is_created_before_the_training_data():
+    """MONAI instantiates in reference order; the network's initialisation and the training data both draw from the
+    seeded global generator, so the trainer must name the network first for a seed to give the same weights."""
+    trainer = list(_load("train.json")["train"]["trainer"])
+    assert trainer.index("network") < trainer.index("train_data_loader")
