@@ -282,7 +282,7 @@ def _vindr_split(
     return entries
 
 
-def build_vindr(args: argparse.Namespace) -> dict[str, Any]:
+def build_vindr(args: argparse.Namespace) -> tuple[dict[str, Any], Counter]:
     """VinDr-CXR label files -> datalist (R and N in training, boxed validation and test)."""
     csv_dir, image_dir = Path(args.csv_dir), Path(args.image_dir).resolve()
     pattern = str(image_dir / args.image_pattern)
@@ -340,7 +340,7 @@ def padchest_classes(labels: Sequence[str], callus: str) -> tuple[list[str], str
     return sorted(positive), None
 
 
-def build_padchest(args: argparse.Namespace) -> dict[str, Any]:
+def build_padchest(args: argparse.Namespace) -> tuple[dict[str, Any], Counter]:
     """PadChest labels CSV -> datalist (P and N in training, image-level validation and test)."""
     csv_path, image_dir = Path(args.csv), Path(args.image_dir).resolve()
     required = ["imageid", "imagedir", "patientid", "projection", "methodlabel", "labels"]
@@ -387,7 +387,7 @@ def build_padchest(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def combine(args: argparse.Namespace) -> dict[str, Any]:
+def combine(args: argparse.Namespace) -> tuple[dict[str, Any], Counter]:
     """Merge datalists: training is the union; validation/test keep boxed entries (``--eval boxed``) or all."""
     datalist: dict[str, Any] = {"classes": list(CLASSES), "training": [], "validation": [], "test": []}
     excluded: Counter = Counter()
