@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the checks in the project's virtual environment (created on first use): ruff on the whole repository, then
 # pytest. Two tiers:
-#   bash scripts/run_tests.sh            full: every test (what .ci/run runs; 5.5 to 15 minutes on 2 cores, by load)
+#   bash scripts/run_tests.sh            full: every test (what .ci/run runs; about 4 CPU-minutes)
 #   bash scripts/run_tests.sh --quick    quick: unit tests and one tiny end-to-end bundle run (about one CPU-minute);
 #                                        tests marked `slow` (pyproject.toml) are left out
 # Further arguments go to pytest, e.g. `bash scripts/run_tests.sh --quick -k froc`.
