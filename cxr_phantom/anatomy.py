@@ -120,13 +120,27 @@ def humeral_heads(frame: Frame, out: np.ndarray) -> None:
         out[window] += 0.55 * tube_profile(np.minimum(r, 1.0), 0.8, 0.3) * (r < 1.0)
 
 
-def sample_frame(rng: np.random.Generator, size: int) -> Frame:
-    """Image shape (rows = size, cols = size * U(0.85, 1)) and patient size, position and rotation."""
+ZOOM_VIEW_U = (-0.22, 0.22)  # zoom > 1: range of the patient point (u, v) put at the image centre
+ZOOM_VIEW_V = (0.30, 0.55)
+
+
+def sample_frame(rng: np.random.Generator, size: int, zoom: float = 1.0) -> Frame:
+    """Image shape (rows = size, cols = size * U(0.85, 1)) and patient size, position and rotation.
+
+    ``zoom > 1`` magnifies the patient by that factor (a smaller field of view: fractures span more pixels) and
+    centres the view on a random point of the upper and mid chest, drawn from a stream spawned off ``rng`` so that
+    every other draw, and so the whole image at ``zoom == 1``, is the same as without the option.
+    """
     rows = size
     cols = int(round(size * rng.uniform(0.85, 1.0)))
     scale = size * rng.uniform(0.86, 1.02)
     angle = np.deg2rad(rng.uniform(-3.5, 3.5))
     centre = (cols / 2 + rng.uniform(-0.03, 0.03) * size, rows / 2 + rng.uniform(-0.01, 0.05) * size)
+    if zoom != 1.0:
+        view_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+        u0, v0 = view_rng.uniform(*ZOOM_VIEW_U), view_rng.uniform(*ZOOM_VIEW_V)
+        scale *= zoom
+        centre = (cols / 2 - scale * u0, rows / 2 - scale * (v0 - 0.5))
     return Frame(rows=rows, cols=cols, scale=float(scale), angle=float(angle), centre=centre)
 
 

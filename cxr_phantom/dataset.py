@@ -23,13 +23,14 @@ from cxr_phantom.spec import (
     PhantomImage,
     check_size,
     check_unit,
+    check_zoom,
 )
 from cxr_phantom.writers import write_dicom, write_png
 
 _PNG_SHARE = 1.0 / 3.0  # share of PNG files when image_format="mixed"
 _MONOCHROME1_SHARE = 0.3
 _PLAN_STREAM = 0x504C414E  # extra seed word that separates the dataset plan from the per-image streams
-_DETECTOR_HEIGHT_MM = 0.14 * 2048  # pixel spacing = this / size
+_DETECTOR_HEIGHT_MM = 0.14 * 2048  # pixel spacing = this / (size * zoom)
 
 
 def _round_half_up(value: float) -> int:
@@ -109,10 +110,10 @@ def _datalist_entry(plan: ImagePlan, relative_path: str, image: PhantomImage) ->
     return entry
 
 
-def _make_image(task: tuple[ImagePlan, Path, int, int, float, str]) -> dict:
+def _make_image(task: tuple[ImagePlan, Path, int, int, float, float, str]) -> dict:
     """Render and write one image of a dataset; returns its datalist item (runs in worker processes)."""
-    plan, out_dir, seed, size, difficulty, uid_key = task
-    image = render_phantom(np.random.default_rng([seed, plan.index]), size, difficulty, plan.num_fractures)
+    plan, out_dir, seed, size, difficulty, zoom, uid_key = task
+    image = render_phantom(np.random.default_rng([seed, plan.index]), size, difficulty, plan.num_fractures, zoom)
     stem = f"images/cxr_{plan.index:05d}"
     if plan.image_format == "dicom":
         relative_path = stem + ".dcm"
@@ -123,7 +124,7 @@ def _make_image(task: tuple[ImagePlan, Path, int, int, float, str]) -> dict:
             patient_index=plan.index,
             photometric=plan.photometric,
             rescale_intercept=plan.rescale_intercept,
-            pixel_spacing_mm=_DETECTOR_HEIGHT_MM / size,
+            pixel_spacing_mm=_DETECTOR_HEIGHT_MM / (size * zoom),
         )
     else:
         relative_path = stem + ".png"
@@ -181,6 +182,7 @@ def generate_dataset(
     image_format: str = "mixed",
     workers: int = 1,
     progress: bool = True,
+    zoom: float = 1.0,
 ) -> Path:
     """Render a synthetic CXR fracture dataset: image files, ``datalist.json`` and ``README.txt`` in ``out_dir``.
 
@@ -200,12 +202,14 @@ def generate_dataset(
         image_format: ``"dicom"``, ``"png"`` or ``"mixed"`` (about 2/3 DICOM, 1/3 PNG).
         workers: number of processes (1 = render in this process).
         progress: print progress about every 10 % of the images.
+        zoom: magnification (>= 1), see :func:`cxr_phantom.sampling.sample_phantom`; 1 is the whole chest.
 
     Returns:
         path of the datalist JSON.
     """
     check_size(size)
     check_unit("difficulty", difficulty)
+    check_zoom(zoom)
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers}.")
     plans = plan_dataset(num_images, seed, prevalence, r_fraction, val_fraction, test_fraction, image_format)
@@ -219,13 +223,14 @@ def generate_dataset(
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,
         "image_format": image_format,
+        **({"zoom": zoom} if zoom != 1.0 else {}),  # absent at 1, so files made before the option stay identical
         "pixel_range": [0, MAX_PIXEL_VALUE],
         "version": GENERATOR_VERSION,
     }
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     uid_key = json.dumps(generator, sort_keys=True)
-    tasks = [(plan, out_dir, seed, size, difficulty, uid_key) for plan in plans]
+    tasks = [(plan, out_dir, seed, size, difficulty, zoom, uid_key) for plan in plans]
     if workers > 1:
         with ProcessPoolExecutor(workers) as executor:
             entries = _collect(executor.map(_make_image, tasks, chunksize=4), num_images, progress)

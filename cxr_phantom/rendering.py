@@ -114,7 +114,7 @@ def render_spec(spec: PhantomSpec, draw_fractures: bool = True) -> PhantomImage:
 
 
 def render_phantom(
-    rng: np.random.Generator, size: int = 512, difficulty: float = 0.5, num_fractures: int = 0
+    rng: np.random.Generator, size: int = 512, difficulty: float = 0.5, num_fractures: int = 0, zoom: float = 1.0
 ) -> PhantomImage:
     """Sample and render one phantom radiograph: ``render_spec(sample_phantom(rng, size, difficulty, num_fractures))``.
 
@@ -123,8 +123,9 @@ def render_phantom(
         size: image height in pixels (>= MIN_SIZE).
         difficulty: fracture difficulty in [0, 1].
         num_fractures: number of fractures, 0 to MAX_FRACTURES.
+        zoom: magnification (>= 1), see :func:`cxr_phantom.sampling.sample_phantom`.
 
     Returns:
         the radiograph (uint16, shape (size, width), 12-bit) with its fracture boxes, classes and types.
     """
-    return render_spec(sample_phantom(rng, size, difficulty, num_fractures))
+    return render_spec(sample_phantom(rng, size, difficulty, num_fractures, zoom))

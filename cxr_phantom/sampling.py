@@ -18,7 +18,7 @@ from cxr_phantom.anatomy import (
 )
 from cxr_phantom.distractors import sample_devices, sample_electrodes, sample_markers
 from cxr_phantom.fractures import sample_fractures
-from cxr_phantom.spec import MAX_FRACTURES, Acquisition, PhantomSpec, check_size, check_unit
+from cxr_phantom.spec import MAX_FRACTURES, Acquisition, PhantomSpec, check_size, check_unit, check_zoom
 
 
 def sample_acquisition(rng: np.random.Generator, size: int) -> Acquisition:
@@ -37,7 +37,7 @@ def sample_acquisition(rng: np.random.Generator, size: int) -> Acquisition:
 
 
 def sample_phantom(
-    rng: np.random.Generator, size: int = 512, difficulty: float = 0.5, num_fractures: int = 0
+    rng: np.random.Generator, size: int = 512, difficulty: float = 0.5, num_fractures: int = 0, zoom: float = 1.0
 ) -> PhantomSpec:
     """Draw every random choice of one phantom image.
 
@@ -49,16 +49,19 @@ def sample_phantom(
         size: image height in pixels (>= MIN_SIZE); the width is ``size * U(0.85, 1.0)``.
         difficulty: global fracture difficulty in [0, 1] (0 = obvious, 1 = nearly invisible).
         num_fractures: number of fractures, 0 to MAX_FRACTURES.
+        zoom: magnification (>= 1): 1 shows the whole chest, 2 about a quarter of it (a random part of the upper
+            and mid chest) with every structure, fractures included, twice as large in pixels.
 
     Returns:
         the phantom spec; render it with :func:`render_spec`.
     """
     check_size(size)
     check_unit("difficulty", difficulty)
+    check_zoom(zoom)
     if int(num_fractures) != num_fractures or not 0 <= num_fractures <= MAX_FRACTURES:
         raise ValueError(f"num_fractures must be in [0, {MAX_FRACTURES}], got {num_fractures}.")
     anat_rng, device_rng, fracture_rng = (np.random.default_rng(s) for s in rng.integers(2**63, size=3))
-    frame = sample_frame(anat_rng, size)
+    frame = sample_frame(anat_rng, size, zoom)
     anat = sample_anatomy(anat_rng)
     bones = [sample_rib(anat, anat_rng, side, k) for k in range(anat.num_ribs) for side in (-1, 1)]
     bones += [sample_clavicle(anat, anat_rng, side) for side in (-1, 1)]

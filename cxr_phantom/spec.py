@@ -220,6 +220,12 @@ def check_size(size: int) -> None:
         raise ValueError(f"size must be an integer >= {MIN_SIZE}, got {size}.")
 
 
+def check_zoom(zoom: float) -> None:
+    """Raise ValueError unless ``zoom`` is a magnification in [1, 4]."""
+    if not 1.0 <= zoom <= 4.0:
+        raise ValueError(f"zoom must be in [1, 4], got {zoom}.")
+
+
 def check_unit(name: str, value: float) -> None:
     """Raise ValueError unless ``value`` lies in [0, 1]."""
     if not 0.0 <= value <= 1.0:

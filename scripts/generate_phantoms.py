@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="file format; mixed = about 2/3 DICOM, 1/3 PNG (default: mixed)",
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    parser.add_argument(
+        "--zoom", type=float, default=1.0, help="magnification >= 1: 1 = whole chest, 2 = a quarter (default: 1)"
+    )
     return parser.parse_args(argv)
 
 
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             difficulty=args.difficulty,
             image_format=args.image_format,
             workers=args.workers,
+            zoom=args.zoom,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -18,7 +18,8 @@ def _fmt(value: float | None) -> str:
 
 
 def summarize(folders: list[Path]) -> str:
-    """Return a fixed-width table: one row per run, AUROC and FROC (paper rates) per class and mean."""
+    """Return a fixed-width table: one row per run, AUROC and FROC (paper rates) per class and mean, and the
+    expected calibration error (ECE) of the image scores per class."""
     runs = []
     for folder in folders:
         path = folder / "metrics.json"
@@ -27,15 +28,17 @@ def summarize(folders: list[Path]) -> str:
         runs.append((folder.name, json.loads(path.read_text())))
     classes = list(runs[0][1]["classes"])
     header = f"{'model':<22}" + "".join(f"{c + ' AUROC':>16}{c + ' FROC':>15}" for c in classes)
-    header += f"{'mean AUROC':>12}{'mean FROC':>11}"
+    header += f"{'mean AUROC':>12}{'mean FROC':>11}" + "".join(f"{c + ' ECE':>14}" for c in classes)
     lines = [header, "-" * len(header)]
     for name, metrics in runs:
         row = f"{name:<22}"
         for c in classes:
             row += f"{_fmt(metrics['classes'][c]['auroc']):>16}{_fmt(metrics['classes'][c]['froc_paper']):>15}"
         row += f"{_fmt(metrics['mean']['auroc']):>12}{_fmt(metrics['mean']['froc_paper']):>11}"
+        row += "".join(f"{_fmt(metrics['classes'][c].get('expected_calibration_error')):>14}" for c in classes)
         lines.append(row)
     lines.append("FROC = mean sensitivity at 0.1, 0.2, 0.3, 0.4 false positives per image (test split).")
+    lines.append("ECE = expected calibration error of the image scores (10 bins; 0 = calibrated).")
     shipped = [(folder.name, folder / "operating_point.json") for folder in folders]
     shipped = [(name, json.loads(path.read_text())) for name, path in shipped if path.is_file()]
     if shipped:

@@ -74,6 +74,24 @@ def test_variants():
         make_target_fn("hard")
 
 
+def test_pseudo_label_variant_is_the_teacher_map_thresholded_at_t():
+    prob = _map([0.1, 0.39, 0.41, 0.9])
+    target = make_target_fn("pseudo_label", t=0.4)(prob)
+    assert target.flatten().tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert make_target_fn("pseudo_label", t=0.05)(prob).flatten().tolist() == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_boxes_variant_leaves_every_target_as_it_is():
+    assert make_target_fn("boxes") is None
+    batch = _batch()
+    batch["label"][0, 0, 2:4, 2:4] = 1.0  # a P image whose boxes the oracle datalist kept
+    before = batch["label"].clone()
+    engine = Engine(lambda e, b: None)
+    engine.state.batch = batch
+    AALSTargetHandler(FractureHeatmapNet(), None)(engine)
+    torch.testing.assert_close(engine.state.batch["label"], before)
+
+
 def _batch():
     return {
         "image": torch.rand(3, 1, 32, 32),

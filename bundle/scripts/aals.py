@@ -31,8 +31,9 @@ __all__ = ["TARGET_VARIANTS", "AALSTargetHandler", "load_weights", "make_target_
 
 logger = logging.getLogger(__name__)
 
-#: Stage-2 target variants for the ablation: AALS and the baselines it is compared with.
-TARGET_VARIANTS = ("aals", "plain", "symmetric", "asymmetric_fixed")
+#: Stage-2 target variants for the ablation: AALS, the baselines it is compared with, and ``"boxes"`` (the oracle
+#: arm: P images keep targets made from their boxes, so nothing is rewritten).
+TARGET_VARIANTS = ("aals", "plain", "pseudo_label", "symmetric", "asymmetric_fixed", "boxes")
 
 
 def _logit(prob: torch.Tensor) -> torch.Tensor:
@@ -67,18 +68,28 @@ def sharpen(prob: torch.Tensor, a0: float, t: float = 0.4) -> torch.Tensor:
     return torch.maximum(_sharpen_with_strength(prob, a, t), prob)
 
 
-def make_target_fn(variant: str = "aals", a0: float = 4.0, t: float = 0.4) -> Callable[[torch.Tensor], torch.Tensor]:
+def make_target_fn(
+    variant: str = "aals", a0: float = 4.0, t: float = 0.4
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """Return the map from teacher probabilities ``(B, C, H, W)`` to student targets for an ablation variant.
 
     * ``"aals"``: :func:`sharpen` (adaptive strength, fixed point ``t``, never lowers);
     * ``"plain"``: the teacher map itself (plain knowledge distillation);
+    * ``"pseudo_label"``: hard pseudo-labels, 1 where the teacher map exceeds ``t``, else 0 (the common prior
+      semi-supervised method the paper compares with);
     * ``"symmetric"``: fixed strength ``a0`` around 0.5, lowering and raising (no ``max``);
-    * ``"asymmetric_fixed"``: fixed strength ``a0`` around ``t``, never lowering.
+    * ``"asymmetric_fixed"``: fixed strength ``a0`` around ``t``, never lowering;
+    * ``"boxes"``: None, i.e. no rewriting: P images keep their box targets (the oracle arm, on a datalist whose
+      P images carry boxes).
     """
     if variant == "aals":
         return lambda prob: sharpen(prob, a0, t)
     if variant == "plain":
         return lambda prob: prob
+    if variant == "pseudo_label":
+        return lambda prob: (prob > t).to(prob.dtype)
+    if variant == "boxes":
+        return None
     if variant == "symmetric":
         return lambda prob: _sharpen_with_strength(prob, a0, 0.5)
     if variant == "asymmetric_fixed":
@@ -118,7 +129,8 @@ class AALSTargetHandler:
 
     Args:
         teacher: the teacher network, e.g. ``EMAHandler(...).ema_model``.
-        target_fn: teacher probabilities -> targets, from :func:`make_target_fn`.
+        target_fn: teacher probabilities -> targets, from :func:`make_target_fn`; None leaves every target as it
+            is (the oracle arm).
         device: device the teacher runs on.
         image_key, label_key, image_label_key, subset_key: batch keys (image ``(B, 1, S, S)``, target map
             ``(B, C, S/4, S/4)``, image-level labels ``(B, C)``, subsets ``list[str]``).
@@ -130,7 +142,7 @@ class AALSTargetHandler:
     def __init__(
         self,
         teacher: nn.Module,
-        target_fn: Callable[[torch.Tensor], torch.Tensor],
+        target_fn: Callable[[torch.Tensor], torch.Tensor] | None,
         device: str | torch.device = "cpu",
         image_key: str = "image",
         label_key: str = "label",
@@ -151,6 +163,8 @@ class AALSTargetHandler:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._log_teacher_maxima)
 
     def __call__(self, engine: Engine) -> None:
+        if self.target_fn is None:
+            return
         batch = engine.state.batch
         is_p = torch.tensor([subset == "P" for subset in _as_list(batch[self.subset_key])], dtype=torch.bool)
         if not is_p.any():

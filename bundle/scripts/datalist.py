@@ -107,7 +107,13 @@ def _parse_boxes(entry: dict, classes: Sequence[str], problems: list[str]) -> tu
 
 
 def _parse_entry(
-    entry: Any, split: str, base_dir: Path, classes: Sequence[str], check_files: bool, problems: list[str]
+    entry: Any,
+    split: str,
+    base_dir: Path,
+    classes: Sequence[str],
+    check_files: bool,
+    problems: list[str],
+    p_boxes: bool = False,
 ) -> dict[str, Any] | None:
     if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
         problems.append("entry must be an object with an 'image' path")
@@ -128,7 +134,7 @@ def _parse_entry(
         problems.append("'boxed': false is for validation/test entries; a training image without boxes is subset P")
     elif not boxed and len(boxes):
         problems.append("'boxed': false but boxes are given")
-    if subset == "P":  # image-level only, by definition: any boxes given are not used
+    if subset == "P" and not p_boxes:  # image-level only, by definition: any boxes given are not used
         boxes, box_classes = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
     if subset == "N" and image_label.any():
         problems.append("subset N (negative) but labels mark a fracture")
@@ -138,7 +144,7 @@ def _parse_entry(
     unlabelled = sorted(classes[c] for c in boxed_classes if image_label[c] == 0)
     if unlabelled:
         problems.append(f"boxes of {unlabelled} but labels mark that class 0")
-    if subset == "R" or (subset == "eval" and boxed is not False):
+    if subset == "R" or (subset == "eval" and boxed is not False) or (subset == "P" and p_boxes):
         missing = sorted(classes[c] for c in np.flatnonzero(image_label) if c not in boxed_classes)
         if missing:
             problems.append(f"labels mark {missing} positive but no box of that class is given")
@@ -177,6 +183,7 @@ def load_datalist(
     subsets: Sequence[str] | None = None,
     classes: Sequence[str] | None = None,
     check_files: bool = True,
+    p_boxes: bool = False,
 ) -> list[dict[str, Any]]:
     """Load and validate one split of a datalist.
 
@@ -186,6 +193,8 @@ def load_datalist(
         subsets: keep only these training subsets (e.g. ``("R", "N")`` for stage 1); ignored for other splits.
         classes: expected class names; default: the datalist's ``"classes"`` or ``("rib", "clavicle")``.
         check_files: also check that every image file exists.
+        p_boxes: keep the boxes of P images (then required, as for R). Only the ablation's oracle arm does this:
+            the same images, sampled as P, but trained on their boxes, the upper bound of what P can add.
 
     Returns:
         One dictionary per image with ``image`` (absolute path, str), ``subset`` (``"R"``/``"P"``/``"N"``,
@@ -212,7 +221,7 @@ def load_datalist(
     errors = _split_overlaps(content, path.resolve().parent)
     for index, entry in enumerate(entries):
         problems: list[str] = []
-        item = _parse_entry(entry, split, path.resolve().parent, classes, check_files, problems)
+        item = _parse_entry(entry, split, path.resolve().parent, classes, check_files, problems, p_boxes)
         if problems:
             name = entry.get("image", "?") if isinstance(entry, dict) else "?"
             errors.extend(f"{split}[{index}] {name}: {problem}" for problem in problems)

@@ -10,16 +10,23 @@ __all__ = ["HeatmapBCELoss"]
 
 
 class HeatmapBCELoss(nn.Module):
-    """Binary cross-entropy with logits, averaged over pixels, classes and images (the paper's stage-1 loss).
+    """Binary cross-entropy with logits, averaged over pixels, classes and images (the paper's pixel-wise loss).
 
     Fracture boxes cover a tiny fraction of a radiograph, so positive pixels can be up-weighted with
-    ``pos_weight`` (a scalar, the same for every class). Targets may be soft (distilled maps in ``[0, 1]``).
+    ``pos_weight`` (a scalar, the same for every class). The weight applies to *hard* positive pixels only
+    (target exactly 1, i.e. inside an expert box); a soft target ``y`` in ``(0, 1)`` (a distilled teacher map)
+    gets plain BCE. This keeps the loss minimised at the target for every soft target: with the weight on soft
+    targets too, the minimiser would be ``w * y / (w * y + 1 - y)``, every distilled probability raised by
+    ``ln w`` logits, and an EMA teacher would feed that raise back into itself. For hard 0/1 labels the
+    minimiser is the label whatever ``w`` is; the weight only trades errors between pixels the network cannot
+    tell apart, which makes its probabilities over-confident by a factor ``w`` in the odds. Stage 2 therefore
+    runs with ``pos_weight = 1`` on a calibrated stage-1 model (see :mod:`scripts.calibration`).
 
     Args:
-        pos_weight: weight of the positive term of every pixel; 1.0 is plain BCE.
+        pos_weight: weight of the positive term of every hard positive pixel; 1.0 is plain BCE.
 
     Shapes:
-        ``logits`` and ``target``: ``(B, C, h, w)``; returns a scalar.
+        ``logits`` and ``target``: ``(B, C, h, w)``, target values in ``[0, 1]``; returns a scalar.
     """
 
     def __init__(self, pos_weight: float = 1.0) -> None:
@@ -31,5 +38,10 @@ class HeatmapBCELoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if logits.shape != target.shape:
             raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape.")
-        pos_weight = torch.tensor(self.pos_weight, dtype=logits.dtype, device=logits.device)
-        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), pos_weight=pos_weight)
+        target = target.to(logits.dtype)
+        if self.pos_weight == 1.0:
+            return F.binary_cross_entropy_with_logits(logits, target)
+        # Per-pixel weight w on the positive term of hard positives only: BCE = -(w_p*y*log s + (1-y)*log(1-s)).
+        positive_weight = torch.where(target == 1.0, self.pos_weight, 1.0).to(logits.dtype)
+        log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+        return -(positive_weight * target * log_p + (1.0 - target) * log_not_p).mean()

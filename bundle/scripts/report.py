@@ -20,7 +20,7 @@ from typing import Any
 
 from scripts.operating_point import evaluate_at_operating_point
 from scripts.report_crops import missed_boxes, top_false_positives, write_overlays
-from scripts.report_curves import plot_froc, plot_roc, write_curves
+from scripts.report_curves import plot_froc, plot_reliability, plot_roc, write_curves
 from scripts.report_html import render_html
 from scripts.report_metrics import (
     CAMELYON_FP_RATES,
@@ -99,8 +99,9 @@ def write_evaluation_report(
 
     Files: ``metrics.json`` (:func:`compute_metrics` plus ``"model"``), ``froc_curve_<class>.csv``
     (threshold, fps_per_image, sensitivity) and ``roc_curve_<class>.csv`` (threshold, fpr, tpr), both starting at
-    the origin (threshold ``inf``); ``froc.png`` and ``roc.png``; ``detections.json`` (every detection with its
-    outcome, every box with its max score inside); ``overlays/fp_NN_<image>.png`` (the ``num_overlays``
+    the origin (threshold ``inf``); ``froc.png``, ``roc.png`` and ``reliability.png`` (reliability diagram of
+    the image scores; their expected calibration error is in ``metrics.json``); ``detections.json`` (every
+    detection with its outcome, every box with its max score inside); ``overlays/fp_NN_<image>.png`` (the ``num_overlays``
     highest-scoring false positives) and ``overlays/missed_NN_<image>.png`` (up to ``num_overlays`` boxes missed
     at the operating threshold); ``report.html`` linking all of them. An image that cannot be loaded gets no
     crop; the report lists it instead.
@@ -135,6 +136,7 @@ def write_evaluation_report(
     write_curves(output_dir, evaluations)
     plot_froc(output_dir / "froc.png", evaluations, paper_rates, model_name)
     plot_roc(output_dir / "roc.png", evaluations, model_name)
+    plot_reliability(output_dir / "reliability.png", evaluations, model_name)
 
     thresholds = [ev.operating_threshold for ev in evaluations]
     outcomes = [image_outcomes(record, len(class_names)) for record in records]

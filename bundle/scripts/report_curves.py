@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from scripts.calibration import reliability
 from scripts.report_crops import safe_name
 from scripts.report_metrics import ClassEvaluation
 from scripts.writers import CLASS_COLOURS
@@ -108,4 +109,27 @@ def plot_roc(path: Path, evaluations: Sequence[ClassEvaluation], model: str) -> 
     axes.set_xlabel("False positive rate")
     axes.set_ylabel("True positive rate")
     axes.legend(loc="lower right")
+    figure.savefig(path)
+
+
+def plot_reliability(path: Path, evaluations: Sequence[ClassEvaluation], model: str) -> None:
+    """Reliability diagram of the image scores: positive rate against mean score per 0.1-wide bin, per class."""
+    figure, axes = _new_axes(f"Reliability of image scores - {model}")
+    axes.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="calibrated")
+    for c, ev in enumerate(evaluations):
+        stats = reliability(ev.scores, ev.labels)
+        filled = [b for b in stats["bins"] if b["count"]]
+        axes.plot(
+            [b["mean_score"] for b in filled],
+            [b["positive_rate"] for b in filled],
+            "o-",
+            color=_plot_colour(c),
+            label=f"{ev.name} (ECE {stats['ece']:.3f})",
+        )
+    axes.set_xlim(-0.02, 1.02)
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_aspect("equal")
+    axes.set_xlabel("Mean image score in bin")
+    axes.set_ylabel("Fraction of positive images in bin")
+    axes.legend(loc="upper left")
     figure.savefig(path)

@@ -134,7 +134,8 @@ positive or only negative images. FROC: mean sensitivity (fraction of boxes with
 at {paper} (paper rates) and at {camelyon} (CAMELYON rates) false positives per image, over all images.
 The mean row averages the classes where the value is defined.</p>
 <h2>Curves</h2>
-<div class="plots"><img src="froc.png" alt="FROC curves"><img src="roc.png" alt="ROC curves"></div>
+<div class="plots"><img src="froc.png" alt="FROC curves"><img src="roc.png" alt="ROC curves">
+<img src="reliability.png" alt="Reliability diagram"></div>
 {_shipped_table(metrics)}
 <h2>Operating point of this split</h2>
 <p>Per class, the lowest score threshold with at most {budget} false positives per image on this split

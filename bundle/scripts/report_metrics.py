@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from scripts.calibration import reliability
 from scripts.class_metrics import FROCCurve, class_auroc, class_froc, nanmean
 from scripts.froc import as_rows, match_detections, points_in_boxes, to_numpy
 from scripts.operating_point import threshold_index
@@ -292,6 +293,7 @@ def _class_metrics(ev: ClassEvaluation) -> dict[str, Any]:
         "operating_threshold": json_number(ev.operating_threshold, SCORE_DECIMALS),
         "operating_fps_per_image": json_number(ev.operating_fps),
         "operating_sensitivity": json_number(ev.operating_sensitivity),
+        "expected_calibration_error": json_number(reliability(ev.scores, ev.labels)["ece"]),
         "num_images": int(ev.labels.size),
         "num_positive_images": num_positive,
         "num_negative_images": int(ev.labels.size) - num_positive,
@@ -344,8 +346,8 @@ def compute_metrics(
 
             {"classes": {name: {"auroc", "froc_paper", "froc_camelyon", "sensitivity_at": {"0.1": ..., ...},
                                 "operating_threshold", "operating_fps_per_image", "operating_sensitivity",
-                                "num_images", "num_positive_images", "num_negative_images", "num_boxes",
-                                "num_detections"}},
+                                "expected_calibration_error", "num_images", "num_positive_images",
+                                "num_negative_images", "num_boxes", "num_detections"}},
              "mean": {"auroc", "froc_paper", "froc_camelyon", "sensitivity_at"},  # mean over classes, NaN skipped
              "fp_rates": {"paper": [...], "camelyon": [...]}, "operating_fp_rate": 0.4, "num_images": N}
     """

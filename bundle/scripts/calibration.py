@@ -1,0 +1,196 @@
+"""Calibration of image scores: reliability statistics, Platt scaling, and folding it into the network's head.
+
+AALS compares teacher probabilities with a fixed point ``t = 0.4`` and adapts its strength to the image maximum
+``y_max``: both assume that a probability means what it says. A network trained with a positive-pixel weight
+``w`` does not: its odds are about ``w`` times too high, so ``t = 0.4`` would correspond to a calibrated
+probability near ``0.4 / (0.4 + 0.6 w)``. Stage 1 is therefore calibrated on the validation split before stage 2:
+a per-class Platt scaling of the image score's logit, ``logit(p') = a * logit(y_max) + b``, fitted by maximum
+likelihood on the validation images' image-level labels. Because the map is calibrated pixel-wise with the same
+monotone map, the calibrated image score is still the maximum of the calibrated map, and the transform can be
+folded into the last 1x1 convolution of the head (:func:`fold_platt_into_head`): the calibrated network is an
+ordinary checkpoint.
+
+The reliability statistics (:func:`reliability`) feed the evaluation report's reliability diagram and expected
+calibration error (ECE). Nothing in MONAI or ignite fits Platt scaling or computes ECE, hence this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+
+__all__ = ["PlattCalibrationHandler", "fit_platt", "fold_platt_into_head", "reliability"]
+
+logger = logging.getLogger(__name__)
+
+_EPS = 1e-6  # probabilities are clamped to [eps, 1 - eps] before taking logits
+
+
+def _logit(prob: np.ndarray) -> np.ndarray:
+    prob = np.clip(np.asarray(prob, dtype=np.float64), _EPS, 1.0 - _EPS)
+    return np.log(prob) - np.log1p(-prob)
+
+
+def reliability(scores: np.ndarray, labels: np.ndarray, num_bins: int = 10) -> dict[str, Any]:
+    """Reliability diagram data and expected calibration error of image-level probabilities.
+
+    Args:
+        scores: shape ``(N,)``, predicted probabilities in ``[0, 1]``.
+        labels: shape ``(N,)``, 0/1 ground truth.
+        num_bins: equal-width probability bins on ``[0, 1]``.
+
+    Returns:
+        ``{"ece": float, "bins": [{"lower", "upper", "count", "mean_score", "positive_rate"}, ...]}``; ECE is
+        ``sum_b (n_b / N) * |positive_rate_b - mean_score_b|`` over non-empty bins (NaN for no images); empty bins
+        have ``count`` 0 and null means.
+    """
+    scores, labels = np.asarray(scores, np.float64).reshape(-1), np.asarray(labels, np.float64).reshape(-1)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape} differ in shape.")
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    which = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, num_bins - 1)
+    bins, gap = [], 0.0
+    for b in range(num_bins):
+        member = which == b
+        count = int(member.sum())
+        mean_score = float(scores[member].mean()) if count else None
+        positive_rate = float(labels[member].mean()) if count else None
+        if count:
+            gap += count * abs(positive_rate - mean_score)
+        bins.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "count": count,
+                "mean_score": mean_score,
+                "positive_rate": positive_rate,
+            }
+        )
+    return {"ece": gap / scores.size if scores.size else float("nan"), "bins": bins}
+
+
+def fit_platt(scores: np.ndarray, labels: np.ndarray, max_iter: int = 100) -> tuple[float, float]:
+    """Platt scaling: ``(a, b)`` maximising the likelihood of ``sigmoid(a * logit(score) + b)`` for ``labels``.
+
+    Newton's method on the two parameters (the problem is convex), with a tiny ridge term for stability when the
+    classes are separable.
+
+    Args:
+        scores: shape ``(N,)``, probabilities in ``[0, 1]``.
+        labels: shape ``(N,)``, 0/1; both values must occur.
+
+    Returns:
+        ``(a, b)``; ``a > 0`` keeps the ranking (AUROC) unchanged.
+    """
+    x, y = _logit(scores).reshape(-1), np.asarray(labels, np.float64).reshape(-1)
+    if x.shape != y.shape or x.size == 0 or y.min() == y.max():
+        raise ValueError("Platt scaling needs scores and labels of the same length with both labels present.")
+    design = np.stack([x, np.ones_like(x)], axis=1)  # (N, 2)
+    theta, ridge = np.array([1.0, 0.0]), 1e-6
+    for _ in range(max_iter):
+        p = 1.0 / (1.0 + np.exp(-(design @ theta)))
+        gradient = design.T @ (p - y) + ridge * theta
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + ridge * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        theta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(theta[0]), float(theta[1])
+
+
+def fold_platt_into_head(conv: nn.Conv2d, a: Sequence[float], b: Sequence[float]) -> None:
+    """Make ``conv``'s output logits ``a[c] * z_c + b[c]`` per output channel ``c``, in place.
+
+    Args:
+        conv: the network's last layer (a convolution with a bias; output channel ``c`` = class ``c``).
+        a, b: Platt parameters per class, length ``conv.out_channels``.
+    """
+    if conv.bias is None or len(a) != conv.out_channels or len(b) != conv.out_channels:
+        raise ValueError(f"need a biased convolution with {len(a)} output channels, got {conv}.")
+    scale = torch.as_tensor(a, dtype=conv.weight.dtype, device=conv.weight.device)
+    shift = torch.as_tensor(b, dtype=conv.bias.dtype, device=conv.bias.device)
+    with torch.no_grad():
+        conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.ndim - 1))))
+        conv.bias.mul_(scale).add_(shift)
+
+
+class PlattCalibrationHandler:
+    """Fit Platt scaling per class on one evaluation pass and save the calibrated network.
+
+    Attach to a ``SupervisedEvaluator`` whose output items hold ``image_score`` ``(C,)`` (the heatmap maxima,
+    probabilities) and ``image_target`` ``(C,)`` (0/1 labels). At ``EPOCH_COMPLETED`` it fits ``(a_c, b_c)`` for
+    every class, folds them into ``head`` (the network's last convolution), saves ``{"model": state_dict}`` to
+    ``output_path`` and writes the parameters with reliability statistics before and after to
+    ``<output_path stem>_calibration.json``.
+
+    Args:
+        network: the network to calibrate (its weights are changed in place).
+        head: the last convolution of ``network`` (``network.head[-1]`` for ``FractureHeatmapNet``).
+        output_path: checkpoint file of the calibrated network.
+        class_names: class names, in channel order.
+    """
+
+    def __init__(self, network: nn.Module, head: nn.Conv2d, output_path: str, class_names: Sequence[str]) -> None:
+        self.network, self.head = network, head
+        self.output_path = Path(output_path)
+        self.class_names = list(class_names)
+        self._scores: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+
+    def attach(self, engine: Engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._calibrate)
+
+    def _reset(self, engine: Engine) -> None:
+        self._scores, self._labels = [], []
+
+    def _collect(self, engine: Engine) -> None:
+        for item in engine.state.output:
+            self._scores.append(torch.as_tensor(item["image_score"]).detach().cpu().numpy().reshape(-1))
+            self._labels.append(torch.as_tensor(item["image_target"]).detach().cpu().numpy().reshape(-1))
+
+    def _calibrate(self, engine: Engine) -> None:
+        scores, labels = np.stack(self._scores), np.stack(self._labels)
+        params = [fit_platt(scores[:, c], labels[:, c]) for c in range(scores.shape[1])]
+        a, b = [p[0] for p in params], [p[1] for p in params]
+        calibrated = 1.0 / (1.0 + np.exp(-(np.asarray(a) * _logit(scores) + np.asarray(b))))
+        fold_platt_into_head(self.head, a, b)
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": self.network.state_dict()}, self.output_path)
+        record = {
+            "images": int(scores.shape[0]),
+            "classes": {
+                name: {
+                    "a": a[c],
+                    "b": b[c],
+                    "before": reliability(scores[:, c], labels[:, c]),
+                    "after": reliability(calibrated[:, c], labels[:, c]),
+                }
+                for c, name in enumerate(self.class_names)
+            },
+        }
+        report = self.output_path.with_name(self.output_path.stem + "_calibration.json")
+        report.write_text(json.dumps(record, indent=2) + "\n")
+        for name, entry in record["classes"].items():
+            logger.info(
+                "Platt calibration %s: a=%.3f b=%.3f, validation ECE %.3f -> %.3f",
+                name,
+                entry["a"],
+                entry["b"],
+                entry["before"]["ece"],
+                entry["after"]["ece"],
+            )
+        logger.info("saved the calibrated network to %s (parameters in %s)", self.output_path, report)

@@ -1,0 +1,120 @@
+"""The ablation's datalist derivation, paired bootstrap and arm configuration (the benchmark itself runs by hand)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+from scripts.datalist import load_datalist
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from ablation_data import derive_datalists, subset_counts  # noqa: E402
+from ablation_stats import auroc, bootstrap_indices, froc, paired_interval, read_outcomes  # noqa: E402
+
+
+def _pool(num_pos: int = 12, num_neg: int = 20) -> dict:
+    training = []
+    for i in range(num_pos + num_neg):
+        positive = i < num_pos
+        entry = {"image": f"images/{i}.png", "subset": "R" if positive else "N"}
+        entry["labels"] = {"rib": int(positive), "clavicle": 0}
+        entry["boxes"] = [[10.0, 10.0, 20.0, 20.0 + i]] if positive else []
+        entry["box_classes"] = ["rib"] if positive else []
+        training.append(entry)
+    test = [{"image": "images/t.png", "labels": {"rib": 1, "clavicle": 0}, "boxes": [[1, 1, 5, 5]],
+             "box_classes": ["rib"]}]  # fmt: skip
+    return {"classes": ["rib", "clavicle"], "training": training, "validation": copy.deepcopy(test), "test": test}
+
+
+def test_semi_and_oracle_datalists_differ_only_in_the_boxes_of_p():
+    pool = _pool()
+    semi, oracle = derive_datalists(pool, num_r=3, seed=0)
+    assert pool == _pool()  # the pool is left as it was
+    counts = subset_counts(semi)
+    assert (counts["R"], counts["P"], counts["N"]) == (3, 9, 20)
+    assert semi["validation"] == oracle["validation"] == pool["validation"] and semi["test"] == pool["test"]
+    for s_item, o_item, p_item in zip(semi["training"], oracle["training"], pool["training"], strict=True):
+        assert s_item["image"] == o_item["image"] and s_item["subset"] == o_item["subset"]
+        assert s_item["labels"] == o_item["labels"]
+        if s_item["subset"] == "P":
+            assert "boxes" not in s_item and o_item["boxes"] == p_item["boxes"]
+        else:
+            assert s_item == o_item
+    assert semi["derivation"]["num_r"] == 3 and derive_datalists(pool, 3, 0)[0] == semi  # deterministic
+    assert derive_datalists(pool, 3, 1)[0] != semi
+
+
+def test_derivation_refuses_a_pool_without_boxes_on_every_positive():
+    pool = _pool()
+    pool["training"][0]["subset"] = "P"
+    with pytest.raises(ValueError, match="r-fraction 1"):
+        derive_datalists(pool, 3, 0)
+    with pytest.raises(ValueError, match="num_r"):
+        derive_datalists(_pool(), 13, 0)
+
+
+def test_loader_uses_p_boxes_only_for_the_oracle(tmp_path):
+    semi, oracle = derive_datalists(_pool(), num_r=3, seed=0)
+    for name, content in (("semi.json", semi), ("oracle.json", oracle)):
+        (tmp_path / name).write_text(json.dumps(content))
+    p_semi = load_datalist(tmp_path / "semi.json", "training", subsets=["P"], check_files=False)
+    p_oracle = load_datalist(tmp_path / "oracle.json", "training", subsets=["P"], check_files=False, p_boxes=True)
+    assert all(item["boxes"].shape == (0, 4) for item in p_semi)
+    assert all(item["boxes"].shape == (1, 4) for item in p_oracle)
+    p_default = load_datalist(tmp_path / "oracle.json", "training", subsets=["P"], check_files=False)
+    assert all(item["boxes"].shape == (0, 4) for item in p_default)  # boxes of P are ignored unless asked
+
+
+def _detections_json(path, scores, labels, fp, boxes):
+    """A minimal detections.json: per image a score, a label, FP detection scores and box hit scores."""
+    images = []
+    for score, label, fps, hits in zip(scores, labels, fp, boxes, strict=True):
+        dets = [{"class": "rib", "x": 0, "y": 0, "score": s, "outcome": "FP"} for s in fps]
+        dets += [{"class": "rib", "x": 0, "y": 0, "score": h, "outcome": "TP"} for h in hits if h is not None]
+        images.append({
+            "image": "x", "image_label": {"rib": label}, "image_score": {"rib": score}, "detections": dets,
+            "boxes": [{"class": "rib", "score": h} for h in hits],
+        })  # fmt: skip
+    path.write_text(json.dumps({"images": images}))
+    return path
+
+
+def test_bootstrap_metrics_on_the_identity_equal_the_report_and_differences_are_paired(tmp_path):
+    from scripts.froc import froc_curve_from_scores, sensitivity_at
+
+    path = _detections_json(
+        tmp_path / "d.json",
+        scores=[0.9, 0.2, 0.6, 0.1],
+        labels=[1, 0, 1, 0],
+        fp=[[0.3], [0.2, 0.15], [], [0.1]],
+        boxes=[[0.9], [], [None], []],
+    )
+    out = read_outcomes(path, "rib")
+    index = bootstrap_indices(out.num_images, 50, seed=0)
+    assert np.array_equal(index[0], np.arange(4)) and index.shape == (51, 4)
+    assert auroc(out, index[0]) == pytest.approx(1.0)
+    fps, sens, _ = froc_curve_from_scores([0.3, 0.2, 0.15, 0.1], [0.9, float("-inf")], 4)
+    assert froc(out, index[0], [0.25, 0.5]) == pytest.approx(np.mean(sensitivity_at(fps, sens, [0.25, 0.5])))
+    doubled = np.array([0, 0, 1, 1, 2, 2, 3, 3])  # every image twice: FP rate and sensitivity unchanged
+    assert froc(out, doubled, [0.25, 0.5]) == pytest.approx(froc(out, index[0], [0.25, 0.5]))
+    a = np.array([[0.8, 0.7, 0.9], [0.6, 0.5, 0.7]])
+    interval = paired_interval(a, a - 0.1)
+    assert interval["difference"] == pytest.approx(0.1) and interval["per_seed"] == pytest.approx([0.1, 0.1])
+    assert interval["lower"] == pytest.approx(0.1) and interval["upper"] == pytest.approx(0.1)
+
+
+def test_control_arm_trains_on_r_and_n_only_and_the_oracle_on_p_boxes():
+    from benchmark_ablation import ARM_VARIANT, SETTINGS
+    from monai.bundle import ConfigParser
+
+    assert set(ARM_VARIANT) | {"stage1"} == set(SETTINGS["arms"]) and ARM_VARIANT["oracle"] == "boxes"
+    parser = ConfigParser()
+    parser.read_config([str(REPO_ROOT / "bundle/configs" / n) for n in ("train.json", "distill.json", "demo.json")])
+    parser["train#datalist#subsets"] = ["R", "N"]  # what benchmark_ablation passes for the control arm
+    parser["train#subset_mix"] = {"R": 0.25, "N": 0.5}
+    assert parser.get_parsed_content("train#datalist#subsets") == ["R", "N"]
+    assert parser["loss"]["pos_weight"] == 1.0  # stage 2: no class weight, soft targets are their own optimum

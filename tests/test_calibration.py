@@ -1,0 +1,54 @@
+"""Platt calibration of image scores, folded into the network's head, and the reliability statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scripts.calibration import fit_platt, fold_platt_into_head, reliability
+from scripts.network import FractureHeatmapNet
+
+
+def _logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+def test_fit_platt_recovers_the_parameters_that_generated_the_labels():
+    rng = np.random.default_rng(0)
+    raw_logit = rng.normal(0.0, 2.0, size=20000)
+    a_true, b_true = 0.6, -1.5
+    labels = rng.random(raw_logit.size) < 1.0 / (1.0 + np.exp(-(a_true * raw_logit + b_true)))
+    a, b = fit_platt(1.0 / (1.0 + np.exp(-raw_logit)), labels.astype(float))
+    assert a == pytest.approx(a_true, abs=0.05) and b == pytest.approx(b_true, abs=0.08)
+
+
+def test_fit_platt_needs_both_labels():
+    with pytest.raises(ValueError, match="both labels"):
+        fit_platt(np.array([0.2, 0.7]), np.array([1.0, 1.0]))
+
+
+def test_folding_gives_a_times_logit_plus_b_per_class_and_keeps_the_maximum_where_it_was():
+    torch.manual_seed(0)
+    net = FractureHeatmapNet(num_classes=2, block="basic", layers=(1, 1, 1, 1), widths=(8, 8, 16, 16), fpn_channels=8)
+    net.eval()
+    image = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        before = net(image)
+        fold_platt_into_head(net.head[-1], a=[0.5, 2.0], b=[-1.0, 0.3])
+        after = net(image)
+    expected = before * torch.tensor([0.5, 2.0]).view(1, 2, 1, 1) + torch.tensor([-1.0, 0.3]).view(1, 2, 1, 1)
+    torch.testing.assert_close(after, expected, rtol=1e-4, atol=1e-5)
+    assert torch.equal(after.flatten(2).argmax(-1), before.flatten(2).argmax(-1))
+
+
+def test_reliability_of_a_calibrated_and_an_overconfident_score():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 1, 50000)
+    labels = (rng.random(p.size) < p).astype(float)
+    assert reliability(p, labels)["ece"] < 0.01
+    overconfident = 1.0 / (1.0 + np.exp(-(_logit(p) + np.log(20.0))))  # odds x 20, as pos_weight 20 trains
+    stats = reliability(overconfident, labels)
+    assert stats["ece"] > 0.2
+    assert sum(b["count"] for b in stats["bins"]) == p.size
+    filled = [b for b in stats["bins"] if b["count"]]
+    assert all(b["positive_rate"] <= b["mean_score"] + 0.02 for b in filled)  # below the diagonal everywhere
