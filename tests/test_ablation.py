@@ -27,7 +27,9 @@ def _pool(num_pos: int = 12, num_neg: int = 20) -> dict:
         training.append(entry)
     test = [{"image": "images/t.png", "labels": {"rib": 1, "clavicle": 0}, "boxes": [[1, 1, 5, 5]],
              "box_classes": ["rib"]}]  # fmt: skip
-    return {"classes": ["rib", "clavicle"], "training": training, "validation": copy.deepcopy(test), "test": test}
+    validation = copy.deepcopy(test)
+    validation[0]["image"] = "images/v.png"
+    return {"classes": ["rib", "clavicle"], "training": training, "validation": validation, "test": test}
 
 
 def test_semi_and_oracle_datalists_differ_only_in_the_boxes_of_p():
@@ -36,7 +38,8 @@ def test_semi_and_oracle_datalists_differ_only_in_the_boxes_of_p():
     assert pool == _pool()  # the pool is left as it was
     counts = subset_counts(semi)
     assert (counts["R"], counts["P"], counts["N"]) == (3, 9, 20)
-    assert semi["validation"] == oracle["validation"] == pool["validation"] and semi["test"] == pool["test"]
+    assert semi["validation"] == oracle["validation"] == pool["validation"]
+    assert semi["test"] == oracle["test"] == pool["test"]
     for s_item, o_item, p_item in zip(semi["training"], oracle["training"], pool["training"], strict=True):
         assert s_item["image"] == o_item["image"] and s_item["subset"] == o_item["subset"]
         assert s_item["labels"] == o_item["labels"]
