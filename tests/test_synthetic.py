@@ -77,6 +77,18 @@ def test_render_shape_range_and_annotations() -> None:
     assert set(image.box_classes) <= set(CLASSES) and set(image.fracture_types) <= set(FRACTURE_TYPES)
 
 
+def test_zoom_magnifies_the_anatomy_and_leaves_the_default_unchanged() -> None:
+    rng = np.random.default_rng
+    whole, zoomed = sample_phantom(rng(7), 128, 0.3, 2), sample_phantom(rng(7), 128, 0.3, 2, zoom=2.0)
+    assert zoomed.frame.scale == pytest.approx(2.0 * whole.frame.scale)
+    assert zoomed.anatomy == whole.anatomy and zoomed.frame.cols == whole.frame.cols  # only the view changes
+    assert np.array_equal(render_phantom(rng(7), 128, 0.3, 2).pixels, render_phantom(rng(7), 128, 0.3, 2, 1.0).pixels)
+    big = render_phantom(rng(7), 128, 0.3, 2, zoom=2.0)
+    small = render_phantom(rng(7), 128, 0.3, 2)
+    box_area = lambda image: np.prod(image.boxes[:, 2:] - image.boxes[:, :2], axis=1).mean()  # noqa: E731
+    assert box_area(big) > 2.0 * box_area(small)  # fracture boxes grow with the magnification
+
+
 def test_render_deterministic() -> None:
     first = render_phantom(np.random.default_rng([5, 1]), 80, 0.5, 2)
     again = render_phantom(np.random.default_rng([5, 1]), 80, 0.5, 2)
@@ -203,6 +215,7 @@ def test_difficulty_is_monotone() -> None:
         {"image_format": "jpeg"},
         {"num_images": 0},
         {"workers": 0},
+        {"zoom": 0.5},
     ],
 )
 def test_invalid_parameters(tmp_path: Path, kwargs: dict) -> None:
