@@ -178,7 +178,7 @@ def evaluate(data: Path, checkpoint: Path, out: Path) -> dict[str, Any]:
             ["train.json", "evaluate.json", "demo.json"],
             {"dataset_dir": data, "datalist": data / "semi.json", "ckpt_path": checkpoint, "output_dir": out,
              "validate#handlers#3#num_overlays": 0},
-            out.with_suffix(".log"),
+            out.parent / f"{out.name}.log",
         )  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())["classes"]
     result = {f"{c}_auroc": metrics[c]["auroc"] for c in CLASSES}

@@ -13,7 +13,15 @@ from scripts.datalist import load_datalist
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from ablation_data import derive_datalists, subset_counts  # noqa: E402
-from ablation_stats import auroc, bootstrap_indices, froc, paired_interval, read_outcomes  # noqa: E402
+from ablation_stats import (  # noqa: E402
+    ClassOutcomes,
+    auroc,
+    bootstrap_indices,
+    froc,
+    monai_auroc,
+    paired_interval,
+    read_outcomes,
+)
 
 
 def _pool(num_pos: int = 12, num_neg: int = 20) -> dict:
@@ -121,3 +129,13 @@ def test_control_arm_trains_on_r_and_n_only_and_the_oracle_on_p_boxes():
     parser["train#subset_mix"] = {"R": 0.25, "N": 0.5}
     assert parser.get_parsed_content("train#datalist#subsets") == ["R", "N"]
     assert parser["loss"]["pos_weight"] == 1.0  # stage 2: no class weight, soft targets are their own optimum
+
+
+def test_rank_auroc_equals_monai_with_ties_and_repeats():
+    rng = np.random.default_rng(3)
+    labels = (rng.random(300) < 0.3).astype(float)
+    scores = np.round(rng.random(300) * 0.5 + 0.3 * labels, 2)  # rounding makes many ties
+    empty = np.zeros(0)
+    out = ClassOutcomes(labels, scores, empty, empty.astype(int), empty, empty.astype(int))
+    for index in bootstrap_indices(300, 5, seed=1):
+        assert auroc(out, index) == pytest.approx(monai_auroc(out, index), abs=1e-12)

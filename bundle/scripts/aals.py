@@ -129,8 +129,9 @@ class AALSTargetHandler:
 
     Args:
         teacher: the teacher network, e.g. ``EMAHandler(...).ema_model``.
-        target_fn: teacher probabilities -> targets, from :func:`make_target_fn`; None leaves every target as it
-            is (the oracle arm).
+        target_fn: teacher probabilities -> targets, from :func:`make_target_fn`; None (the default, and what a
+            config gets for ``make_target_fn("boxes")``: MONAI passes no argument whose value is None) leaves every
+            target as it is (the oracle arm).
         device: device the teacher runs on.
         image_key, label_key, image_label_key, subset_key: batch keys (image ``(B, 1, S, S)``, target map
             ``(B, C, S/4, S/4)``, image-level labels ``(B, C)``, subsets ``list[str]``).
@@ -142,7 +143,7 @@ class AALSTargetHandler:
     def __init__(
         self,
         teacher: nn.Module,
-        target_fn: Callable[[torch.Tensor], torch.Tensor] | None,
+        target_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
         device: str | torch.device = "cpu",
         image_key: str = "image",
         label_key: str = "label",
