@@ -102,9 +102,9 @@ def write_evaluation_report(
     the origin (threshold ``inf``); ``froc.png``, ``roc.png`` and ``reliability.png`` (reliability diagram of
     the image scores; their expected calibration error is in ``metrics.json``); ``detections.json`` (every
     detection with its outcome, every box with its max score inside); ``overlays/fp_NN_<image>.png`` (the
-    ``num_overlays`` highest-scoring false positives) and ``overlays/missed_NN_<image>.png`` (up to ``num_overlays`` boxes missed
-    at the operating threshold); ``report.html`` linking all of them. An image that cannot be loaded gets no
-    crop; the report lists it instead.
+    ``num_overlays`` highest-scoring false positives) and ``overlays/missed_NN_<image>.png`` (up to
+    ``num_overlays`` boxes missed at the operating threshold); ``report.html`` linking all of them. An image that
+    cannot be loaded gets no crop; the report lists it instead.
 
     Args:
         output_dir: report folder.
