@@ -52,7 +52,7 @@ SETTINGS: dict[str, Any] = {
         "num_images": 3000,
         "size": 256,
         "zoom": 2.0,
-        "difficulty": 0.3,
+        "difficulty": 0.1,
         "prevalence": 0.3,
         "val_fraction": 0.1,
         "test_fraction": 0.3667,
@@ -62,13 +62,13 @@ SETTINGS: dict[str, Any] = {
     "derivation_seed": 0,
     "network": "configs/demo.json (ResNet 1-1-1-1, widths 16-128, FPN 32), 256 px input, batch 16",
     "training_seeds": [0, 1, 2],
-    "stage1": {"epochs": 24, "samples_per_epoch": 512, "learning_rate": 0.002, "pos_weight": 10.0, "val_interval": 2},
+    "stage1": {"epochs": 24, "samples_per_epoch": 512, "learning_rate": 0.002, "pos_weight": 10.0, "val_interval": 4},
     "stage2": {
-        "epochs": 6,
+        "epochs": 4,
         "samples_per_epoch": 512,
         "learning_rate": 0.0005,
         "pos_weight": 1.0,
-        "val_interval": 2,
+        "val_interval": 4,
         "mix": "R 0.25, N 0.5, P 0.25 (control: R 1/3, N 2/3)",
         "t": 0.4,
     },
@@ -76,8 +76,8 @@ SETTINGS: dict[str, Any] = {
     "arms": ["stage1", "control", "plain", "pseudo_label", "symmetric", "asymmetric_fixed", "aals", "oracle"],
     "froc_fp_rates": [0.1, 0.2, 0.3, 0.4],
     "bootstrap": {"resamples": 2000, "seed": 0, "level": 0.95},
-    "selection": "validation selection score (mean over classes of AUROC and FROC): best epoch, then student or "
-    "EMA teacher; a0 and EMA decay on seed 0",
+    "selection": "validation selection score (mean over classes of AUROC and FROC): stage 1 best epoch; stage 2 "
+    "student or EMA teacher at the end; a0 and EMA decay on seed 0",
 }
 ARM_VARIANT = {"plain": "plain", "pseudo_label": "pseudo_label", "symmetric": "symmetric"}
 ARM_VARIANT.update({"asymmetric_fixed": "asymmetric_fixed", "aals": "aals", "control": "aals", "oracle": "boxes"})
