@@ -52,3 +52,42 @@ def test_reliability_of_a_calibrated_and_an_overconfident_score():
     assert sum(b["count"] for b in stats["bins"]) == p.size
     filled = [b for b in stats["bins"] if b["count"]]
     assert all(b["positive_rate"] <= b["mean_score"] + 0.02 for b in filled)  # below the diagonal everywhere
+
+
+def test_handler_saves_the_calibrated_network_and_maps_the_operating_point(tmp_path):
+    import json
+
+    from ignite.engine import Engine
+    from scripts.aals import load_weights
+    from scripts.calibration import PlattCalibrationHandler
+
+    torch.manual_seed(0)
+    make = lambda: FractureHeatmapNet(  # noqa: E731
+        num_classes=2, block="basic", layers=(1, 1, 1, 1), widths=(8, 8, 16, 16), fpn_channels=8
+    )
+    net = make()
+    source = tmp_path / "model.pt"
+    torch.save(net.state_dict(), source)
+    rib = {"threshold": 0.7, "fp_per_image": 0.2, "validation_sensitivity": 0.5}
+    clavicle = {"threshold": None, "fp_per_image": 0.0, "validation_sensitivity": 0.0}
+    point = {"classes": {"rib": rib, "clavicle": clavicle}}
+    (tmp_path / "model_operating_point.json").write_text(json.dumps(point))
+    handler = PlattCalibrationHandler(net, net.head[-1], str(tmp_path / "cal.pt"), ["rib", "clavicle"], str(source))
+    rng = np.random.default_rng(0)
+    engine = Engine(lambda e, b: None)
+    handler._reset(engine)
+    for _ in range(50):  # over-confident scores: half the images at 0.9 are negative
+        label = rng.random(2) < 0.5
+        engine.state.output = [{"image_score": torch.tensor(np.where(label, 0.95, 0.9)), "image_target": label * 1.0}]
+        handler._collect(engine)
+    handler._calibrate(engine)
+    record = json.loads((tmp_path / "cal_calibration.json").read_text())
+    a, b = record["classes"]["rib"]["a"], record["classes"]["rib"]["b"]
+    mapped = json.loads((tmp_path / "cal_operating_point.json").read_text())
+    assert mapped["classes"]["rib"]["threshold"] == pytest.approx(1 / (1 + np.exp(-(a * _logit(0.7) + b))), abs=1e-6)
+    assert (
+        mapped["classes"]["clavicle"]["threshold"] is None and mapped["calibrated_from"] == "model_operating_point.json"
+    )
+    assert record["classes"]["rib"]["after"]["ece"] < record["classes"]["rib"]["before"]["ece"]
+    reloaded = load_weights(make(), str(tmp_path / "cal.pt"))
+    torch.testing.assert_close(reloaded.head[-1].bias, net.head[-1].bias)

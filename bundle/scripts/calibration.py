@@ -131,19 +131,31 @@ class PlattCalibrationHandler:
     probabilities) and ``image_target`` ``(C,)`` (0/1 labels). At ``EPOCH_COMPLETED`` it fits ``(a_c, b_c)`` for
     every class, folds them into ``head`` (the network's last convolution), saves ``{"model": state_dict}`` to
     ``output_path`` and writes the parameters with reliability statistics before and after to
-    ``<output_path stem>_calibration.json``.
+    ``<output_path stem>_calibration.json``. When the source checkpoint has an operating point (chosen on
+    validation during training, :mod:`scripts.operating_point`), the calibrated checkpoint gets the same operating
+    point with every threshold mapped through the same Platt transform: the map changes monotonically per class,
+    so the same peaks are findings and the validation sensitivity and FP rate stay what they were.
 
     Args:
         network: the network to calibrate (its weights are changed in place).
         head: the last convolution of ``network`` (``network.head[-1]`` for ``FractureHeatmapNet``).
         output_path: checkpoint file of the calibrated network.
         class_names: class names, in channel order.
+        source_checkpoint: the checkpoint being calibrated, whose operating-point file (if any) is carried over.
     """
 
-    def __init__(self, network: nn.Module, head: nn.Conv2d, output_path: str, class_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        head: nn.Conv2d,
+        output_path: str,
+        class_names: Sequence[str],
+        source_checkpoint: str | None = None,
+    ) -> None:
         self.network, self.head = network, head
         self.output_path = Path(output_path)
         self.class_names = list(class_names)
+        self.source_checkpoint = source_checkpoint
         self._scores: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
 
@@ -194,3 +206,23 @@ class PlattCalibrationHandler:
                 entry["after"]["ece"],
             )
         logger.info("saved the calibrated network to %s (parameters in %s)", self.output_path, report)
+        if self.source_checkpoint:
+            self._carry_operating_point(a, b)
+
+    def _carry_operating_point(self, a: Sequence[float], b: Sequence[float]) -> None:
+        from scripts.operating_point import operating_point_path
+
+        source = Path(operating_point_path(self.source_checkpoint))
+        if not source.is_file():
+            return
+        content = json.loads(source.read_text())
+        for c, name in enumerate(self.class_names):
+            entry = content["classes"][name]
+            if entry.get("threshold") is not None:
+                mapped = 1.0 / (1.0 + np.exp(-(a[c] * _logit(entry["threshold"]) + b[c])))
+                entry["threshold"] = round(float(mapped), 6)
+        content["checkpoint"] = self.output_path.name
+        content["calibrated_from"] = source.name
+        target = Path(operating_point_path(self.output_path))
+        target.write_text(json.dumps(content, indent=2) + "\n")
+        logger.info("operating point of %s mapped through the calibration -> %s", source.name, target)
