@@ -216,6 +216,25 @@ def stage1(data: Path, seed: int, root: Path) -> Path:
     return calibrated
 
 
+def arm_overrides(
+    arm: str, data: Path, seed: int, out: Path, start: Path, a0: float, decay: float
+) -> dict[str, object]:
+    """Bundle overrides of one stage-2 arm (train.json + distill.json + demo.json); values as the CLI takes them."""
+    s2 = SETTINGS["stage2"]
+    overrides: dict[str, object] = {
+        "dataset_dir": data, "datalist": data / "semi.json", "seed": seed, "stage1_checkpoint": start,
+        "ckpt_dir": out, "output_dir": out / "runs", "train#trainer#max_epochs": s2["epochs"],
+        "train#samples_per_epoch": s2["samples_per_epoch"], "learning_rate": s2["learning_rate"],
+        "loss#pos_weight": s2["pos_weight"], "val_interval": s2["val_interval"], "ema_decay": decay,
+        "aals_a0": a0, "aals_t": s2["t"], "target_variant": ARM_VARIANT[arm], "tensorboard_overlays": 0,
+    }  # fmt: skip
+    if arm == "control":  # the same stage 2 without P: R and N in the stage-2 ratio
+        overrides.update({"train#datalist#subsets": ["R", "N"], "train#subset_mix": {"R": 0.25, "N": 0.5}})
+    if arm == "oracle":  # the same images and sampling, P trained on its boxes
+        overrides.update({"datalist": data / "oracle.json", "train#datalist#p_boxes": True})
+    return overrides
+
+
 def stage2(data: Path, seed: int, root: Path, name: str, arm: str, a0: float, decay: float, start: Path) -> dict:
     """Train one stage-2 arm, choose student or teacher on validation, evaluate it on test; cached in result.json."""
     out = root / name
@@ -224,17 +243,7 @@ def stage2(data: Path, seed: int, root: Path, name: str, arm: str, a0: float, de
         return json.loads(result_file.read_text())
     s2 = SETTINGS["stage2"]
     log(f"seed {seed}: stage 2 '{name}' ({s2['epochs']} x {s2['samples_per_epoch']} samples, a0 {a0}, decay {decay})")
-    overrides: dict[str, object] = {
-        "dataset_dir": data, "datalist": data / "semi.json", "seed": seed, "stage1_checkpoint": start,
-        "ckpt_dir": out, "output_dir": out / "runs", "train#trainer#max_epochs": s2["epochs"],
-        "train#samples_per_epoch": s2["samples_per_epoch"], "learning_rate": s2["learning_rate"],
-        "loss#pos_weight": s2["pos_weight"], "val_interval": s2["val_interval"], "ema_decay": decay,
-        "aals_a0": a0, "aals_t": s2["t"], "target_variant": ARM_VARIANT[arm], "tensorboard_overlays": 0,
-    }  # fmt: skip
-    if arm == "control":
-        overrides.update({"train#datalist#subsets": "['R','N']", "train#subset_mix": "{'R': 0.25, 'N': 0.5}"})
-    if arm == "oracle":
-        overrides.update({"datalist": data / "oracle.json", "train#datalist#p_boxes": True})
+    overrides = arm_overrides(arm, data, seed, out, start, a0, decay)
     text = run_bundle("training", ["train.json", "distill.json", "demo.json"], overrides, root / f"{name}.log")
     student, teacher = best_validation(text, "val_score"), best_validation(text, "teacher_val_score")
     chosen = "teacher" if teacher > student else "student"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,24 +119,30 @@ def test_bootstrap_metrics_on_the_identity_equal_the_report_and_differences_are_
     assert interval["lower"] == pytest.approx(0.1) and interval["upper"] == pytest.approx(0.1)
 
 
-def test_control_arm_trains_on_r_and_n_only_and_the_oracle_on_p_boxes():
-    from benchmark_ablation import ARM_VARIANT, SETTINGS
+@pytest.mark.parametrize("arm", ["control", "aals", "oracle"])
+def test_arm_configurations_draw_the_right_images_with_the_right_targets(arm, tmp_path):
+    """Parse train.json + distill.json + demo.json with the benchmark's overrides of an arm, as the CLI does."""
+    from benchmark_ablation import ARM_VARIANT, SETTINGS, arm_overrides
     from monai.bundle import ConfigParser
 
-    assert set(ARM_VARIANT) | {"stage1"} == set(SETTINGS["arms"]) and ARM_VARIANT["oracle"] == "boxes"
+    assert set(ARM_VARIANT) | {"stage1"} == set(SETTINGS["arms"])
+    semi, oracle = derive_datalists(_pool(), num_r=3, seed=0)
+    (tmp_path / "semi.json").write_text(json.dumps(semi))
+    (tmp_path / "oracle.json").write_text(json.dumps(oracle))
     parser = ConfigParser()
     parser.read_config([str(REPO_ROOT / "bundle/configs" / n) for n in ("train.json", "distill.json", "demo.json")])
-    parser["train#datalist#subsets"] = ["R", "N"]  # what benchmark_ablation passes for the control arm
-    parser["train#subset_mix"] = {"R": 0.25, "N": 0.5}
-    assert parser.get_parsed_content("train#datalist#subsets") == ["R", "N"]
-    assert parser["loss"]["pos_weight"] == 1.0  # stage 2: no class weight, soft targets are their own optimum
-
-
-def test_rank_auroc_equals_monai_with_ties_and_repeats():
-    rng = np.random.default_rng(3)
-    labels = (rng.random(300) < 0.3).astype(float)
-    scores = np.round(rng.random(300) * 0.5 + 0.3 * labels, 2)  # rounding makes many ties
-    empty = np.zeros(0)
-    out = ClassOutcomes(labels, scores, empty, empty.astype(int), empty, empty.astype(int))
-    for index in bootstrap_indices(300, 5, seed=1):
-        assert auroc(out, index) == pytest.approx(monai_auroc(out, index), abs=1e-12)
+    for key, value in arm_overrides(arm, tmp_path, 0, tmp_path / "out", tmp_path / "s1.pt", 4.0, 0.99).items():
+        parser[key] = str(value) if isinstance(value, Path) else value  # run_bundle passes paths as text
+    parser["train#datalist#check_files"] = False
+    items = parser.get_parsed_content("train#datalist")
+    weights = parser.get_parsed_content("train#sampler#weights")
+    subsets = {item["subset"] for item in items}
+    mass = {s: sum(w for w, item in zip(weights, items, strict=True) if item["subset"] == s) for s in subsets}
+    assert parser.get_parsed_content("loss").pos_weight == 1.0  # stage 2: soft targets are their own optimum
+    if arm == "control":
+        assert subsets == {"R", "N"} and mass["R"] == pytest.approx(1 / 3) and mass["N"] == pytest.approx(2 / 3)
+    else:
+        assert subsets == {"R", "N", "P"} and mass["P"] == pytest.approx(0.25)
+        p_boxes = [item["boxes"].shape[0] for item in items if item["subset"] == "P"]
+        assert all(n == 1 for n in p_boxes) if arm == "oracle" else all(n == 0 for n in p_boxes)
+    assert (parser.get_parsed_content("aals_handler").target_fn is None) == (arm == "oracle")
