@@ -15,11 +15,9 @@ from scripts.datalist import load_datalist
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from ablation_data import derive_datalists, subset_counts  # noqa: E402
 from ablation_stats import (  # noqa: E402
-    ClassOutcomes,
     auroc,
     bootstrap_indices,
     froc,
-    monai_auroc,
     paired_interval,
     read_outcomes,
 )
