@@ -189,10 +189,27 @@ def evaluate(data: Path, checkpoint: Path, out: Path) -> dict[str, Any]:
 
 def stage1(data: Path, seed: int, root: Path) -> Path:
     """Train stage 1 and calibrate it on validation; returns the calibrated checkpoint."""
-    s1, out = SETTINGS["stage1"], root / "stage1"
+    out = root / "stage1"
     calibrated = out / "model_calibrated.pt"
     if calibrated.is_file():
         return calibrated
+    if (out / "checkpoint_final.pt").is_file():  # training finished earlier; only the calibration is missing
+        log(f"seed {seed}: reusing the finished stage 1 in {out}")
+    else:
+        _train_stage1(data, seed, root, out)
+    log(f"seed {seed}: Platt calibration of stage 1 on validation")
+    run_bundle(
+        "calibrating",
+        ["train.json", "calibrate.json", "demo.json"],
+        {"dataset_dir": data, "datalist": data / "semi.json", "ckpt_path": out / "model.pt",
+         "calibrated_path": calibrated},
+        root / "calibrate.log",
+    )  # fmt: skip
+    return calibrated
+
+
+def _train_stage1(data: Path, seed: int, root: Path, out: Path) -> None:
+    s1 = SETTINGS["stage1"]
     log(f"seed {seed}: stage 1 ({s1['epochs']} x {s1['samples_per_epoch']} samples)")
     run_bundle(
         "training",
@@ -205,15 +222,6 @@ def stage1(data: Path, seed: int, root: Path) -> Path:
         },
         root / "stage1.log",
     )  # fmt: skip
-    log(f"seed {seed}: Platt calibration of stage 1 on validation")
-    run_bundle(
-        "calibrating",
-        ["train.json", "calibrate.json", "demo.json"],
-        {"dataset_dir": data, "datalist": data / "semi.json", "ckpt_path": out / "model.pt",
-         "calibrated_path": calibrated},
-        root / "calibrate.log",
-    )  # fmt: skip
-    return calibrated
 
 
 def arm_overrides(

@@ -91,3 +91,18 @@ def test_handler_saves_the_calibrated_network_and_maps_the_operating_point(tmp_p
     assert record["classes"]["rib"]["after"]["ece"] < record["classes"]["rib"]["before"]["ece"]
     reloaded = load_weights(make(), str(tmp_path / "cal.pt"))
     torch.testing.assert_close(reloaded.head[-1].bias, net.head[-1].bias)
+
+
+def test_fit_on_saturated_logits_stays_finite_and_calibrates():
+    """An over-confident network (odds x 20, many image scores that round to 1.0 in float32) still gets a finite fit."""
+    from scripts.calibration import fit_platt_logits
+
+    rng = np.random.default_rng(2)
+    true_logit = rng.normal(-2.0, 3.0, size=3000)
+    labels = (rng.random(true_logit.size) < 1.0 / (1.0 + np.exp(-true_logit))).astype(float)
+    network_logit = 4.0 * true_logit + np.log(20.0)  # steep and shifted: float32 sigmoid saturates for many
+    a, b = fit_platt_logits(network_logit, labels)
+    assert a == pytest.approx(0.25, abs=0.03) and b == pytest.approx(-np.log(20.0) / 4.0, abs=0.15)
+    separable = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
+    a, b = fit_platt_logits(separable, np.array([0, 0, 0, 1, 1, 1.0]))
+    assert np.isfinite([a, b]).all() and a > 0

@@ -29,7 +29,7 @@ from torch import nn
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["PlattCalibrationHandler", "fit_platt", "fold_platt_into_head", "reliability"]
+__all__ = ["PlattCalibrationHandler", "fit_platt", "fit_platt_logits", "fold_platt_into_head", "reliability"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,30 +80,46 @@ def reliability(scores: np.ndarray, labels: np.ndarray, num_bins: int = 10) -> d
 
 
 def fit_platt(scores: np.ndarray, labels: np.ndarray, max_iter: int = 100) -> tuple[float, float]:
-    """Platt scaling: ``(a, b)`` maximising the likelihood of ``sigmoid(a * logit(score) + b)`` for ``labels``.
+    """Platt scaling of probabilities: :func:`fit_platt_logits` on ``logit(scores)``."""
+    return fit_platt_logits(_logit(scores), labels, max_iter)
 
-    Newton's method on the two parameters (the problem is convex), with a tiny ridge term for stability when the
-    classes are separable.
+
+def fit_platt_logits(logits: np.ndarray, labels: np.ndarray, max_iter: int = 100) -> tuple[float, float]:
+    """Platt scaling: ``(a, b)`` maximising the likelihood of ``sigmoid(a * logit + b)`` for ``labels``.
+
+    Newton's method on the two parameters (the negative log-likelihood is convex) with step halving, so a step never
+    increases it, and a small ridge on ``a`` and ``b`` that keeps the fit finite when the classes are separable.
+    Fit on logits, not probabilities: an over-confident network's image scores round to 1.0 in float32 and would
+    lose their order.
 
     Args:
-        scores: shape ``(N,)``, probabilities in ``[0, 1]``.
+        logits: shape ``(N,)``, the image scores' logits (e.g. the maximum of the logit map).
         labels: shape ``(N,)``, 0/1; both values must occur.
 
     Returns:
         ``(a, b)``; ``a > 0`` keeps the ranking (AUROC) unchanged.
     """
-    x, y = _logit(scores).reshape(-1), np.asarray(labels, np.float64).reshape(-1)
+    x, y = np.asarray(logits, np.float64).reshape(-1), np.asarray(labels, np.float64).reshape(-1)
     if x.shape != y.shape or x.size == 0 or y.min() == y.max():
         raise ValueError("Platt scaling needs scores and labels of the same length with both labels present.")
     design = np.stack([x, np.ones_like(x)], axis=1)  # (N, 2)
-    theta, ridge = np.array([1.0, 0.0]), 1e-6
+    ridge = 1e-3
+
+    def objective(theta: np.ndarray) -> float:
+        z = design @ theta
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * ridge * theta @ theta)
+
+    theta = np.array([1.0, 0.0])
     for _ in range(max_iter):
         p = 1.0 / (1.0 + np.exp(-(design @ theta)))
         gradient = design.T @ (p - y) + ridge * theta
         hessian = (design * (p * (1 - p))[:, None]).T @ design + ridge * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
-        theta -= step
-        if np.abs(step).max() < 1e-10:
+        current, scale = objective(theta), 1.0
+        while objective(theta - scale * step) > current and scale > 1e-6:
+            scale /= 2
+        theta = theta - scale * step
+        if np.abs(scale * step).max() < 1e-10:
             break
     return float(theta[0]), float(theta[1])
 
@@ -127,8 +143,9 @@ def fold_platt_into_head(conv: nn.Conv2d, a: Sequence[float], b: Sequence[float]
 class PlattCalibrationHandler:
     """Fit Platt scaling per class on one evaluation pass and save the calibrated network.
 
-    Attach to a ``SupervisedEvaluator`` whose output items hold ``image_score`` ``(C,)`` (the heatmap maxima,
-    probabilities) and ``image_target`` ``(C,)`` (0/1 labels). At ``EPOCH_COMPLETED`` it fits ``(a_c, b_c)`` for
+    Attach to a ``SupervisedEvaluator`` whose output items hold ``image_logit`` ``(C,)`` (the maxima of the logit
+    maps; ``configs/calibrate.json`` adds it before the sigmoid), or else ``image_score`` (probabilities), and
+    ``image_target`` ``(C,)`` (0/1 labels). At ``EPOCH_COMPLETED`` it fits ``(a_c, b_c)`` for
     every class, folds them into ``head`` (the network's last convolution), saves ``{"model": state_dict}`` to
     ``output_path`` and writes the parameters with reliability statistics before and after to
     ``<output_path stem>_calibration.json``. When the source checkpoint has an operating point (chosen on
@@ -171,14 +188,16 @@ class PlattCalibrationHandler:
 
     def _collect(self, engine: Engine) -> None:
         for item in engine.state.output:
-            self._scores.append(torch.as_tensor(item["image_score"]).detach().cpu().numpy().reshape(-1))
+            logit = item["image_logit"] if "image_logit" in item else torch.logit(item["image_score"], eps=_EPS)
+            self._scores.append(torch.as_tensor(logit).detach().cpu().double().numpy().reshape(-1))
             self._labels.append(torch.as_tensor(item["image_target"]).detach().cpu().numpy().reshape(-1))
 
     def _calibrate(self, engine: Engine) -> None:
-        scores, labels = np.stack(self._scores), np.stack(self._labels)
-        params = [fit_platt(scores[:, c], labels[:, c]) for c in range(scores.shape[1])]
+        logits, labels = np.stack(self._scores), np.stack(self._labels)
+        params = [fit_platt_logits(logits[:, c], labels[:, c]) for c in range(logits.shape[1])]
         a, b = [p[0] for p in params], [p[1] for p in params]
-        calibrated = 1.0 / (1.0 + np.exp(-(np.asarray(a) * _logit(scores) + np.asarray(b))))
+        scores = 1.0 / (1.0 + np.exp(-logits))
+        calibrated = 1.0 / (1.0 + np.exp(-(np.asarray(a) * logits + np.asarray(b))))
         fold_platt_into_head(self.head, a, b)
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"model": self.network.state_dict()}, self.output_path)
