@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import repo_paths  # noqa: F401  (puts the bundle's scripts package on the import path)
+
 import numpy as np
 import torch
 from monai.metrics import compute_roc_auc
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundle"))
-from scripts.froc import MISSED, froc_curve_from_scores, sensitivity_at  # noqa: E402
+from scripts.froc import MISSED, froc_curve_from_scores, sensitivity_at
 
 __all__ = ["ClassOutcomes", "auroc", "monai_auroc", "bootstrap_indices", "froc", "paired_interval", "read_outcomes"]
 

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
-from scripts.datalist import load_datalist
-
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from ablation_data import derive_datalists, subset_counts  # noqa: E402
-from ablation_stats import (  # noqa: E402
+from ablation_data import derive_datalists, subset_counts
+from ablation_stats import (
     auroc,
     bootstrap_indices,
     froc,
     paired_interval,
     read_outcomes,
 )
+from conftest import REPO_ROOT
+from scripts.datalist import load_datalist
 
 
 def _pool(num_pos: int = 12, num_neg: int = 20) -> dict:
