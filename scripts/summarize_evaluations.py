@@ -27,11 +27,11 @@ def summarize(folders: list[Path]) -> str:
             raise FileNotFoundError(f"{path}: no metrics.json (did the evaluation run?)")
         runs.append((folder.name, json.loads(path.read_text())))
     classes = list(runs[0][1]["classes"])
-    header = f"{'model':<22}" + "".join(f"{c + ' AUROC':>16}{c + ' FROC':>15}" for c in classes)
+    header = f"{'model':<26}" + "".join(f"{c + ' AUROC':>16}{c + ' FROC':>15}" for c in classes)
     header += f"{'mean AUROC':>12}{'mean FROC':>11}" + "".join(f"{c + ' ECE':>14}" for c in classes)
     lines = [header, "-" * len(header)]
     for name, metrics in runs:
-        row = f"{name:<22}"
+        row = f"{name:<26}"
         for c in classes:
             row += f"{_fmt(metrics['classes'][c]['auroc']):>16}{_fmt(metrics['classes'][c]['froc_paper']):>15}"
         row += f"{_fmt(metrics['mean']['auroc']):>12}{_fmt(metrics['mean']['froc_paper']):>11}"
@@ -43,14 +43,14 @@ def summarize(folders: list[Path]) -> str:
     shipped = [(name, json.loads(path.read_text())) for name, path in shipped if path.is_file()]
     if shipped:
         lines += ["", "Operating point shipped with each model (chosen on validation), measured on the test split:"]
-        header = f"{'model':<22}{'class':<10}{'threshold':>10}{'sensitivity':>12}{'FP/image':>10}"
+        header = f"{'model':<26}{'class':<10}{'threshold':>10}{'sensitivity':>12}{'FP/image':>10}"
         header += f"{'val. sens.':>11}{'val. FP/img':>12}"
         lines += [header, "-" * len(header)]
         for name, results in shipped:
             for c, r in results.items():
                 threshold = "none" if r["threshold"] is None else f"{r['threshold']:.4f}"
                 lines.append(
-                    f"{name:<22}{c:<10}{threshold:>10}{_fmt(r['sensitivity']):>12}{_fmt(r['fp_per_image']):>10}"
+                    f"{name:<26}{c:<10}{threshold:>10}{_fmt(r['sensitivity']):>12}{_fmt(r['fp_per_image']):>10}"
                     f"{_fmt(r['validation_sensitivity']):>11}{_fmt(r['validation_fp_per_image']):>12}"
                 )
     return "\n".join(lines)
