@@ -75,11 +75,13 @@ def save_atomic(obj: Any, path: Path) -> None:
     _fsync_folder(path.parent)
 
 
-def _write_json_atomic(data: Mapping[str, Any], path: Path) -> None:
+def write_json_atomic(data: Mapping[str, Any], path: Path, indent: int | None = None, allow_nan: bool = True) -> None:
+    """Write ``data`` as JSON through a hidden temporary file and a rename: ``path`` is never half written."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX)
     try:
         with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream)
+            json.dump(data, stream, indent=indent, allow_nan=allow_nan)
+            stream.write("\n")
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -112,7 +114,7 @@ class AtomicDiskSaver(BaseSaveHandler):
             return
         target = self.filename or filename
         if self.score_file is not None and metadata is not None:
-            _write_json_atomic(
+            write_json_atomic(
                 {"key_metric": float(metadata["priority"]), "file": target}, self.dirname / self.score_file
             )
         save_atomic(checkpoint, self.dirname / target)

@@ -32,6 +32,7 @@ import ignite.distributed as idist
 import numpy as np
 import torch
 
+from scripts.checkpoints import write_json_atomic
 from scripts.class_metrics import class_froc
 from scripts.froc import match_detections
 
@@ -152,7 +153,7 @@ class OperatingPointSaver:
         self._stamp = stamp
         trainer_epoch = getattr(getattr(engine, "state", None), "epoch", None)
         self.latest["epoch"] = int(trainer_epoch) if trainer_epoch is not None else None
-        self.output.write_text(json.dumps(self.latest, indent=2, allow_nan=False) + "\n")
+        write_json_atomic(self.latest, self.output, indent=2, allow_nan=False)  # a kill leaves no half file
         summary = ", ".join(
             f"{name} {c['threshold']} (sensitivity {c['validation_sensitivity']} at {c['fp_per_image']} FP/image)"
             for name, c in classes.items()
