@@ -24,9 +24,10 @@ import logging
 import os
 import random
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import ignite.distributed as idist
 import numpy as np
@@ -60,34 +61,38 @@ def _fsync_folder(folder: Path) -> None:
         os.close(handle)
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save(obj, path)`` through a hidden temporary file and a rename: ``path`` is never half written."""
+@contextmanager
+def atomic_open(path: Path, mode: str = "w", durable: bool = True) -> Iterator[IO]:
+    """Open a hidden temporary file beside ``path`` for writing; on success it is renamed over ``path``.
+
+    ``path`` is never half written: a failure (or a kill) leaves the previous file, and a failed write removes the
+    temporary file. ``durable`` also flushes the data to disk before the rename (``fsync``).
+    """
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
+        with os.fdopen(handle, mode) as stream:
+            yield stream
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)`` through :func:`atomic_open`, then the folder is synced."""
+    with atomic_open(path, "wb") as stream:
+        torch.save(obj, stream)
     _fsync_folder(path.parent)
 
 
 def write_json_atomic(data: Mapping[str, Any], path: Path, indent: int | None = None, allow_nan: bool = True) -> None:
-    """Write ``data`` as JSON through a hidden temporary file and a rename: ``path`` is never half written."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream, indent=indent, allow_nan=allow_nan)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write ``data`` as JSON through :func:`atomic_open`: ``path`` is never half written."""
+    with atomic_open(path) as stream:
+        json.dump(data, stream, indent=indent, allow_nan=allow_nan)
+        stream.write("\n")
 
 
 class AtomicDiskSaver(BaseSaveHandler):

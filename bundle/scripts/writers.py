@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from scripts.checkpoints import atomic_open
 from scripts.detection import detection_record
 from scripts.inference import strip_image_suffix
 from scripts.loading import WARNINGS_KEY
@@ -39,15 +38,10 @@ CLASS_COLOURS = ((255, 60, 40), (40, 220, 255), (255, 220, 0), (160, 80, 255))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename: never half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` through :func:`scripts.checkpoints.atomic_open`: never half a file. No fsync: one
+    result per image of a large archive, where a per-file disk flush would cost more than a lost result."""
+    with atomic_open(path, durable=False) as stream:
+        stream.write(text)
 
 
 def render_overlay(
