@@ -55,9 +55,13 @@ class ClassOutcomes:
         return int(self.labels.size)
 
 
-def read_outcomes(detections_json: str | Path, class_name: str) -> ClassOutcomes:
-    """Read one class's outcomes from an evaluation report's ``detections.json`` (images in report order)."""
+def read_outcomes(detections_json: str | Path, class_names: Sequence[str]) -> dict[str, ClassOutcomes]:
+    """Read every class's outcomes from an evaluation report's ``detections.json`` (images in report order)."""
     images = json.loads(Path(detections_json).read_text())["images"]
+    return {name: _class_outcomes(images, name) for name in class_names}
+
+
+def _class_outcomes(images: Sequence[dict], class_name: str) -> ClassOutcomes:
     fp_scores, fp_image, tp_scores, tp_image = [], [], [], []
     for index, entry in enumerate(images):
         for det in entry["detections"]:

@@ -373,14 +373,18 @@ def intervals(runs: list[dict]) -> dict[str, Any]:
     boot = SETTINGS["bootstrap"]
     seeds = sorted({r["seed"] for r in runs})
     by_key = {(r["arm"], r["seed"]): r for r in runs}
-    first = read_outcomes(Path(by_key[("aals", seeds[0])]["eval_dir"]) / "detections.json", CLASSES[0])
-    index = bootstrap_indices(first.num_images, boot["resamples"], boot["seed"])
-    rates = SETTINGS["froc_fp_rates"]
     arms = sorted({a for pair in COMPARISONS for a in pair})
+    outcomes = {  # each detections.json read once: (arm, seed) -> class -> outcomes
+        (arm, s): read_outcomes(Path(by_key[(arm, s)]["eval_dir"]) / "detections.json", CLASSES)
+        for arm in arms
+        for s in seeds
+    }
+    index = bootstrap_indices(outcomes[(arms[0], seeds[0])][CLASSES[0]].num_images, boot["resamples"], boot["seed"])
+    rates = SETTINGS["froc_fp_rates"]
     values: dict[tuple[str, str, str], np.ndarray] = {}
     for arm in arms:
         for cls in CLASSES:
-            per_seed = [read_outcomes(Path(by_key[(arm, s)]["eval_dir"]) / "detections.json", cls) for s in seeds]
+            per_seed = [outcomes[(arm, s)][cls] for s in seeds]
             values[(arm, cls, "auroc")] = np.array([[auroc(o, i) for i in index] for o in per_seed])
             values[(arm, cls, "froc")] = np.array([[froc(o, i, rates) for i in index] for o in per_seed])
         log(f"bootstrap: {arm} done")

@@ -100,7 +100,7 @@ def test_bootstrap_metrics_on_the_identity_equal_the_report_and_differences_are_
         fp=[[0.3], [0.2, 0.15], [], [0.1]],
         boxes=[[0.9], [], [None], []],
     )
-    out = read_outcomes(path, "rib")
+    out = read_outcomes(path, ["rib"])["rib"]
     index = bootstrap_indices(out.num_images, 50, seed=0)
     assert np.array_equal(index[0], np.arange(4)) and index.shape == (51, 4)
     assert auroc(out, index[0]) == pytest.approx(1.0)

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from scripts.checkpoints import save_atomic, write_json_atomic
+
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
@@ -200,7 +202,7 @@ class PlattCalibrationHandler:
         calibrated = 1.0 / (1.0 + np.exp(-(np.asarray(a) * logits + np.asarray(b))))
         fold_platt_into_head(self.head, a, b)
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": self.network.state_dict()}, self.output_path)
+        save_atomic({"model": self.network.state_dict()}, self.output_path)
         record = {
             "images": int(scores.shape[0]),
             "classes": {
@@ -214,7 +216,7 @@ class PlattCalibrationHandler:
             },
         }
         report = self.output_path.with_name(self.output_path.stem + "_calibration.json")
-        report.write_text(json.dumps(record, indent=2) + "\n")
+        write_json_atomic(record, report, indent=2)
         for name, entry in record["classes"].items():
             logger.info(
                 "Platt calibration %s: a=%.3f b=%.3f, validation ECE %.3f -> %.3f",
@@ -243,5 +245,5 @@ class PlattCalibrationHandler:
         content["checkpoint"] = self.output_path.name
         content["calibrated_from"] = source.name
         target = Path(operating_point_path(self.output_path))
-        target.write_text(json.dumps(content, indent=2) + "\n")
+        write_json_atomic(content, target, indent=2)
         logger.info("operating point of %s mapped through the calibration -> %s", source.name, target)
