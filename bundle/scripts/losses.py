@@ -41,7 +41,6 @@ class HeatmapBCELoss(nn.Module):
         target = target.to(logits.dtype)
         if self.pos_weight == 1.0:
             return F.binary_cross_entropy_with_logits(logits, target)
-        # Per-pixel weight w on the positive term of hard positives only: BCE = -(w_p*y*log s + (1-y)*log(1-s)).
-        positive_weight = torch.where(target == 1.0, self.pos_weight, 1.0).to(logits.dtype)
-        log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
-        return -(positive_weight * target * log_p + (1.0 - target) * log_not_p).mean()
+        # A hard positive (target 1) has no negative term, so weighting its whole BCE weights its positive term only.
+        weight = torch.where(target == 1.0, self.pos_weight, 1.0).to(logits.dtype)
+        return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
