@@ -180,10 +180,11 @@ class RandomStates:
     """torch's (CPU and CUDA), NumPy's and Python's global random states as a checkpointable object.
 
     In ``save_dict`` it makes a resumed run draw the same random numbers after the restored epoch as the
-    uninterrupted run did: the weighted sampler's draws, and the seeds of data-loader workers (and so of the
-    random transforms that run in them). Random transforms running in the main process (``num_workers`` 0) keep
-    their own generators, which are not restored. Under ``torch.distributed`` the file holds rank 0's states;
-    the other ranks reseed from them plus their rank, so that they keep distinct streams.
+    uninterrupted run did: the weighted sampler's draws, the batched augmentation's parameters and noise
+    (``scripts.batch_augmentation`` draws from torch's global generators) and the seeds of data-loader workers.
+    MONAI random transforms running in the main process keep their own generators, which are not restored. Under
+    ``torch.distributed`` the file holds rank 0's states; the other ranks reseed from them plus their rank, so that
+    they keep distinct streams.
     """
 
     def state_dict(self) -> dict[str, Any]:
