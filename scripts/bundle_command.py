@@ -10,17 +10,23 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundle" / "configs"
 
 
+def bundle_command(run_id: str, configs: list[str], overrides: dict[str, object]) -> list[str]:
+    """The ``python -m monai.bundle run`` command line for ``configs`` (merged in order) and ``overrides``."""
+    files = "[" + ",".join(f"'{CONFIGS / name}'" for name in configs) + "]"
+    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files]
+    command += ["--meta_file", str(CONFIGS / "metadata.json")]
+    for key, value in overrides.items():
+        command += [f"--{key}", str(value)]
+    return command
+
+
 def run_bundle(run_id: str, configs: list[str], overrides: dict[str, object], log_file: Path) -> str:
     """Run one bundle command with ``configs`` (names in ``bundle/configs``, merged in order) and ``overrides``.
 
     The output streams into ``log_file`` (follow long runs with ``tail -f``) and is returned; a failure raises with
     the log's last 30 lines.
     """
-    files = "[" + ",".join(f"'{CONFIGS / name}'" for name in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files]
-    command += ["--meta_file", str(CONFIGS / "metadata.json")]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
+    command = bundle_command(run_id, configs, overrides)
     with log_file.open("w") as handle:
         result = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
     log = log_file.read_text()

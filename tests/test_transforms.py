@@ -1,9 +1,10 @@
-"""Letterbox geometry, box targets at stride 4, packed box tables, and heatmap peaks back in file pixels."""
+"""Letterbox geometry, box targets at stride 4, packed box tables, heatmap peaks back in file pixels, percentiles."""
 
 import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
+from monai.transforms import ScaleIntensityRangePercentilesd
 from scripts.detection import HeatmapToDetectionsd, heatmap_peaks
 from scripts.loading import CXRInputError
 from scripts.transforms import (
@@ -12,7 +13,9 @@ from scripts.transforms import (
     HeatmapScored,
     LetterboxResized,
     PackBoxesd,
+    PercentileScaleIntensityd,
     letterbox_content_size,
+    percentiles,
     unpack_boxes,
 )
 
@@ -110,3 +113,24 @@ def test_letterbox_content_size_is_the_resized_image_not_a_float_error_more():
     assert letterbox_content_size([40, 20], item["scale"]) == (32, 16)
     assert letterbox_content_size([40, 20], item["scale"], stride=4) == (8, 4)
     assert letterbox_content_size([41, 20], torch.tensor([1.0, 1.0]), stride=4) == (11, 5)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(0).integers(0, 4096, size=(1, 301, 257)),  # 12-bit radiograph: histogram path
+        np.random.default_rng(1).integers(-1024, 3000, size=(1, 33, 31)),  # negative integers
+        np.random.default_rng(2).normal(size=(1, 60, 50)),  # non-integer values: np.percentile path
+        np.full((1, 10, 10), 7.0),  # constant
+    ],
+)
+def test_percentiles_equal_numpy_and_the_scaling_equals_monai(values):
+    image = torch.as_tensor(values.astype(np.float32))
+    for q in [(0.5, 99.5), (0, 100), (37.3, 50)]:
+        expected = [float(np.percentile(image.numpy(), v)) for v in q]
+        assert np.allclose(percentiles(image, q), expected, rtol=0, atol=1e-4)
+    # a transposed view (how DICOM pixels arrive) gives the same percentiles
+    assert percentiles(image[0].T[None], (0.5, 99.5)) == percentiles(image, (0.5, 99.5))
+    ours = PercentileScaleIntensityd("image", 0.5, 99.5, 0.0, 1.0, clip=True)({"image": image})["image"]
+    monai = ScaleIntensityRangePercentilesd("image", 0.5, 99.5, 0.0, 1.0, clip=True)({"image": image})["image"]
+    assert torch.allclose(torch.as_tensor(ours), torch.as_tensor(monai), atol=1e-6)

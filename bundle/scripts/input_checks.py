@@ -53,7 +53,7 @@ LATERAL_VIEWS = ("LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "L", "LATERAL LEFT"
 TAG_POLICIES = ("refuse", "warn", "off")
 
 # Share of pixels on either side ignored when measuring dynamic range: the intensity normalisation
-# (ScaleIntensityRangePercentilesd, 0.5 to 99.5 %) maps these percentiles to 0 and 1.
+# (PercentileScaleIntensityd, 0.5 to 99.5 %) maps these percentiles to 0 and 1.
 _RANGE_PERCENTILES = (0.5, 99.5)
 _RANGE_SAMPLE = 1_000_000
 
@@ -221,7 +221,7 @@ def check_content(image: torch.Tensor) -> None:
             f"image of {width} x {height} pixels has an aspect ratio of {max(width, height) / min(width, height):.1f},"
             f" implausible for a chest radiograph (at most {MAX_ASPECT_RATIO:g})"
         )
-    values = torch.as_tensor(image).detach().cpu().numpy().reshape(-1)
+    values = np.ravel(torch.as_tensor(image).detach().cpu().numpy(), order="K")  # memory order: no copy of a view
     if not np.isfinite(values).all():
         raise InputRefusedError("image contains NaN or infinite values")
     # a regular subsample of at most about a million pixels measures the percentiles well enough, 5x faster

@@ -31,6 +31,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor, NibabelReader, PILReader, PydicomReader
 from monai.transforms import MapTransform
+from monai.utils import MetaKeys
 
 from scripts.colour import LUMA_WEIGHTS, GreyConversionError, pil_to_grey
 from scripts.input_checks import InputRefusedError, check_content, check_header
@@ -90,9 +91,36 @@ def image_format(path: str | Path) -> str:
     raise CXRInputError(f"{path}: unsupported file type (expected one of {known}).")
 
 
+class RadiographDicomReader(PydicomReader):
+    """MONAI's ``PydicomReader`` for one large radiograph, without two costs that serve no purpose here.
+
+    With ``prune_metadata=False`` (we keep PhotometricInterpretation and bit depth) MONAI serialises the whole
+    header with ``to_json_dict``, pixel data included, base64-encoding 12 MB of a 2,500-pixel radiograph only to
+    delete it afterwards (about 12 ms); elements over 1 kB become empty bulk-data references here instead. And
+    ``swap_ij`` copies the float32 pixels into transposed order with NumPy (about 30 ms): :func:`load_cxr` asks
+    for the file's own order (``swap_ij=False``) and returns a transposed view (see :data:`_SWAPS_AXES`); the
+    percentiles do not need the copy, and the letterbox resize makes its own, smaller one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(prune_metadata=False, swap_ij=False)
+
+    def _get_meta_dict(self, img: Any) -> dict:
+        metadata = img.to_json_dict(
+            bulk_data_threshold=1024, bulk_data_element_handler=lambda element: "", suppress_invalid_tags=True
+        )
+        for key in ("7FE00008", "7FE00009", "7FE00010", "FFFCFFFC"):  # pixel data and trailing padding, as MONAI
+            metadata.pop(key, None)
+        return metadata
+
+
+#: Formats whose reader returns the file's (row, column) order: load_cxr swaps to (x, y) = (column, row).
+_SWAPS_AXES = {"dicom"}
+
+
 def _reader(fmt: str) -> Any:
     if fmt == "dicom":
-        return PydicomReader(prune_metadata=False)  # keep PhotometricInterpretation and bit depth
+        return RadiographDicomReader()
     if fmt == "png":
         return PILReader(converter=pil_to_grey)
     return NibabelReader()
@@ -189,6 +217,9 @@ def load_cxr(path: str | Path, dicom_tags: str = "refuse") -> MetaTensor:
             reason = f"cannot decode its {_compressed_syntax(path)} pixel data: {reason}"
         raise CXRInputError(f"{path}: cannot read as {fmt.upper()} image: {reason}") from error
     image = torch.as_tensor(np.asarray(array, dtype=np.float32))
+    if fmt in _SWAPS_AXES:  # (row, column[, colour]) -> (x, y[, colour]) as a view: consumers copy if they must
+        image = image.transpose(0, 1)
+        meta[MetaKeys.SPATIAL_SHAPE] = tuple(image.shape[:2])
     meta = dict(meta)
     if fmt == "dicom" and _tag_value(meta, _TAG_PHOTOMETRIC, "MONOCHROME2") == "MONOCHROME1":
         image = _invert_monochrome1(image, meta)

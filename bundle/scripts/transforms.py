@@ -6,20 +6,20 @@ Geometry convention used everywhere in the bundle: tensors are ``(C, W, H)`` (ax
 Pipeline (see ``configs/train.json``)::
 
     LoadCXRImaged -> PackBoxesd (original-pixel box table, for FROC)
-      -> ScaleIntensityRangePercentilesd -> LetterboxResized (image + boxes to the network grid)
+      -> PercentileScaleIntensityd -> LetterboxResized (image + boxes to the network grid)
       -> BoxesToMaskd (per-class box masks) -> [augmentation] -> DownsampleMaskd (stride-4 targets)
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Resize, SpatialPad
+from monai.transforms import MapTransform, Resize, ScaleIntensityRange, SpatialPad
 
 from scripts.loading import CXRInputError
 
@@ -30,7 +30,9 @@ __all__ = [
     "LetterboxResized",
     "NOT_BOXED",
     "PackBoxesd",
+    "PercentileScaleIntensityd",
     "is_boxed",
+    "percentiles",
     "letterbox_content_size",
     "unpack_boxes",
 ]
@@ -257,4 +259,68 @@ class HeatmapScored(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[self.output_key] = torch.as_tensor(d[key]).flatten(1).amax(dim=1)
+        return d
+
+
+#: Largest value range (max - min + 1) for which :func:`percentiles` counts a histogram instead of sorting.
+_HISTOGRAM_MAX_RANGE = 1 << 20
+
+
+def percentiles(image: Any, q: Sequence[float]) -> list[float]:
+    """The ``q`` percentiles (0-100) of all values of ``image``, as ``np.percentile`` (linear) computes them.
+
+    A radiograph holds integers (12 to 16 bits): their order statistics are read off a cumulative histogram, a
+    few times faster than the partial sort ``np.percentile`` does on 6 million pixels. Other data (non-integer
+    values, or a range over 2**20) go through one ``np.percentile`` call for all ``q``. Results are float32, as
+    ``np.percentile`` returns for a float32 image.
+    """
+    values = np.ravel(np.asarray(torch.as_tensor(image).detach().cpu(), dtype=np.float32), order="K")  # any order
+    low, high = float(values.min()), float(values.max())
+    if high - low + 1 > _HISTOGRAM_MAX_RANGE or not np.array_equal(values, np.rint(values)):
+        return [float(v) for v in np.percentile(values, list(q)).astype(np.float32)]
+    cumulative = np.cumsum(np.bincount(values.astype(np.int32) - np.int32(low)))
+    out = []
+    for quantile in q:
+        position = (values.size - 1) * float(quantile) / 100.0
+        below = int(np.floor(position))
+        above = min(below + 1, values.size - 1)
+        # value of the k-th smallest element (0-based): first histogram bin whose cumulative count exceeds k
+        v0 = low + float(np.searchsorted(cumulative, below, side="right"))
+        v1 = low + float(np.searchsorted(cumulative, above, side="right"))
+        out.append(float(np.float32(v0 + (position - below) * (v1 - v0))))
+    return out
+
+
+class PercentileScaleIntensityd(MapTransform):
+    """MONAI's ``ScaleIntensityRangePercentilesd`` (``relative=False``) with the percentiles from :func:`percentiles`.
+
+    MONAI's transform calls ``np.percentile`` twice, each sorting a copy of the whole image: on a 2,500-pixel
+    radiograph about 75 ms, the largest cost of inference preprocessing with the light network. The result is the
+    same: ``[lower, upper]`` percentiles map to ``[b_min, b_max]`` through MONAI's ``ScaleIntensityRange``.
+
+    Args:
+        keys: image keys.
+        lower, upper: percentiles (0-100).
+        b_min, b_max: output range.
+        clip: clip the output to ``[b_min, b_max]``.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        lower: float,
+        upper: float,
+        b_min: float = 0.0,
+        b_max: float = 1.0,
+        clip: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.lower, self.upper, self.b_min, self.b_max, self.clip = lower, upper, b_min, b_max, clip
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            a_min, a_max = percentiles(d[key], (self.lower, self.upper))
+            d[key] = ScaleIntensityRange(a_min, a_max, self.b_min, self.b_max, clip=self.clip)(d[key])
         return d
