@@ -92,3 +92,21 @@ def test_result_holds_json_detections_in_file_pixels_and_image_scores():
         {"class": "rib", "x": 68.8, "y": 43.8, "score": 0.9},
         {"class": "clavicle", "x": 131.2, "y": 81.2, "score": 0.4},
     ]
+
+
+def test_label_map_sampled_only_near_hot_cells_equals_the_full_map():
+    """The transform samples only around cells at or above the threshold; the map is the same as sampling all."""
+    generator = torch.Generator().manual_seed(0)
+    transform = HeatmapToLabelMapd("pred", threshold=0.5, stride=4)
+    for trial in range(60):
+        width, height = (int(v) for v in torch.randint(150, 2600, (2,), generator=generator))
+        size = (64, 256)[trial % 2]
+        factor = size / max(width, height)
+        scale = torch.tensor([round(width * factor) / width, round(height * factor) / height])
+        heatmap = torch.rand(2, size // 4, size // 4, generator=generator) * 0.45
+        for _ in range(trial % 4):  # 0 to 3 hot spots, anywhere (also in the padding and at the content edge)
+            i, j = (int(v) for v in torch.randint(0, size // 4, (2,), generator=generator))
+            heatmap[trial % 2, i : i + 3, j : j + 2] = 0.5 + 0.5 * torch.rand(1, generator=generator)
+        item = {"pred": heatmap, "scale": scale, "original_size": torch.tensor([float(width), float(height)])}
+        expected = heatmap_to_label_map(upsample_to_original(heatmap, scale, (width, height), 4), 0.5)
+        assert torch.equal(transform(item)["pred"], expected)

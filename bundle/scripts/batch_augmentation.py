@@ -6,7 +6,8 @@ The per-sample MONAI chain this replaces (``RandAffined`` -> ``RandFlipd`` -> ``
 CPU. MONAI's random transforms draw one set of parameters per call and work on one image; it has no batched
 random affine. So the parameters are drawn here, per image, from the *same distributions* as those transforms
 (see :class:`BatchAugmentation` for the exact correspondence, checked by ``tests/test_batch_augmentation.py``),
-and the resampling is MONAI's batched :class:`monai.networks.layers.AffineTransform`.
+and the resampling is that of MONAI's batched ``AffineTransform`` layer (MONAI's ``to_norm_affine``, then torch's
+``affine_grid`` and ``grid_sample``), with one sampling grid shared by each image and its mask.
 
 Draws use torch's global generator (CPU for the parameters, the batch's device for the noise), which
 ``scripts.checkpoints.RandomStates`` saves with every checkpoint: a resumed run augments as the uninterrupted
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from monai.networks.layers import AffineTransform
+from monai.networks.utils import to_norm_affine
 from monai.transforms.utils import create_rotate, create_scale, create_translate
 
 if TYPE_CHECKING:
@@ -101,12 +102,6 @@ class BatchAugmentation:
         self.contrast_prob, self.noise_prob = float(contrast_prob), float(noise_prob)
         self.gamma = (float(min(gamma)), float(max(gamma)))
         self.noise_std, self.stride = float(noise_std), int(stride)
-        # Matrices act on pixel indices (``zero_centered=False``); :meth:`centred` moves their origin to the image
-        # centre, ``(size - 1) / 2``, where MONAI's ``create_grid`` puts it.
-        self.warp_image = AffineTransform(normalized=False, mode="bilinear", padding_mode="zeros",
-                                          align_corners=False, zero_centered=False)  # fmt: skip
-        self.warp_mask = AffineTransform(normalized=False, mode="nearest", padding_mode="zeros",
-                                         align_corners=False, zero_centered=False)  # fmt: skip
 
     @staticmethod
     def _uniform(shape: Sequence[int], low: float | torch.Tensor, high: float | torch.Tensor) -> torch.Tensor:
@@ -119,6 +114,18 @@ class BatchAugmentation:
         to_index = create_translate(2, centre, backend="torch").to(matrices)
         from_index = create_translate(2, [-c for c in centre], backend="torch").to(matrices)
         return to_index @ matrices @ from_index
+
+    @staticmethod
+    def sampling_grid(matrices: torch.Tensor, spatial_size: Sequence[int]) -> torch.Tensor:
+        """``grid_sample`` grids ``(B, *spatial_size, 2)`` of pixel-index matrices ``(B, 3, 3)`` (output -> input).
+
+        What MONAI's ``AffineTransform`` layer does (``normalized=False``, ``align_corners=False``,
+        ``reverse_indexing=True``) up to its grid, so that one grid serves both the image and its mask.
+        """
+        size = [int(v) for v in spatial_size]
+        theta = to_norm_affine(matrices.float(), size, size, align_corners=False, zero_centered=False)
+        theta = theta[:, [1, 0, 2]][:, :, [1, 0, 2]]  # (x, y) = tensor dims (2, 3) -> grid_sample's (dim 3, dim 2)
+        return F.affine_grid(theta[:, :2], [theta.shape[0], 1, *size], align_corners=False)
 
     def draw_affine(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``(applied (B,) bool, matrices (B, 3, 3))``; an image that is not transformed gets the identity."""
@@ -143,11 +150,15 @@ class BatchAugmentation:
         image = image.to(torch.float32, copy=True)
         mask = None if mask is None else mask.to(torch.float32, copy=True)
         applied, matrices = self.draw_affine(batch)
-        theta = self.centred(matrices, image.shape[2:]).to(image.device)
-        image = _apply(applied, image, lambda chosen, rows: self.warp_image(chosen, theta[rows]))
-        if mask is not None:  # an all-zero mask (N and P images) stays all zero: skip its resampling
-            has_boxes = mask.flatten(1).amax(1).cpu() > 0
-            mask = _apply(applied & has_boxes, mask, lambda chosen, rows: self.warp_mask(chosen, theta[rows]))
+        if applied.any():  # one sampling grid per image, shared by the image and its mask
+            grid = torch.zeros((batch, *image.shape[2:], 2), device=image.device)
+            rows = applied.nonzero()[:, 0]
+            grid[rows.to(image.device)] = self.sampling_grid(self.centred(matrices[rows], image.shape[2:]),
+                                                             image.shape[2:]).to(image.device)  # fmt: skip
+            image = _apply(applied, image, lambda chosen, rows: _resample(chosen, grid[rows], "bilinear"))
+            if mask is not None:  # an all-zero mask (N and P images) stays all zero: skip its resampling
+                has_boxes = mask.flatten(1).amax(1).cpu() > 0
+                mask = _apply(applied & has_boxes, mask, lambda chosen, rows: _resample(chosen, grid[rows], "nearest"))
         flip = torch.rand(batch) < self.flip_prob
         image = _apply(flip, image, lambda chosen, rows: chosen.flip(2))
         if mask is not None:
@@ -160,6 +171,11 @@ class BatchAugmentation:
         if mask is not None:
             mask = F.max_pool2d(mask, kernel_size=self.stride, stride=self.stride)
         return image, mask
+
+
+def _resample(batch: torch.Tensor, grid: torch.Tensor, mode: str) -> torch.Tensor:
+    """``batch`` ``(B, C, W, H)`` sampled at ``grid`` (:meth:`BatchAugmentation.sampling_grid`), zeros outside."""
+    return F.grid_sample(batch, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 
 def _per_image(values: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
@@ -34,7 +35,11 @@ __all__ = ["DetectionsToResultd", "HeatmapToLabelMapd", "heatmap_to_label_map", 
 
 
 def upsample_to_original(
-    heatmap: torch.Tensor, scale: torch.Tensor, original_size: Sequence[int], stride: int = OUTPUT_STRIDE
+    heatmap: torch.Tensor,
+    scale: torch.Tensor,
+    original_size: Sequence[int],
+    stride: int = OUTPUT_STRIDE,
+    pixels: tuple[slice, slice] | None = None,
 ) -> torch.Tensor:
     """Sample a letterboxed stride-``stride`` heatmap at the centre of every pixel of the original file.
 
@@ -49,9 +54,10 @@ def upsample_to_original(
         scale: letterbox scale ``[sx, sy]`` (network pixels per file pixel).
         original_size: file size ``[W, H]`` in pixels.
         stride: network pixels per heatmap cell.
+        pixels: ``(x slice, y slice)`` of file pixels to sample (steps of 1); None: all.
 
     Returns:
-        float32 ``(C, W, H)``.
+        float32 ``(C, W, H)``, or ``(C, len(x slice), len(y slice))`` for ``pixels``.
     """
     heatmap = torch.as_tensor(heatmap).detach().float().cpu()
     if heatmap.ndim != 3:
@@ -63,8 +69,9 @@ def upsample_to_original(
     cells = torch.tensor(heatmap.shape[1:], dtype=torch.float64)
     # normalised grid_sample coordinates (align_corners=False): -1 is the left edge of cell 0, +1 the right edge
     # of the last cell, so a position p (in cells) maps to 2 p / cells - 1
-    x = (torch.arange(width, dtype=torch.float64) + 0.5) * scale[0] / stride
-    y = (torch.arange(height, dtype=torch.float64) + 0.5) * scale[1] / stride
+    columns, rows = pixels if pixels is not None else (slice(0, width), slice(0, height))
+    x = (torch.arange(width, dtype=torch.float64)[columns] + 0.5) * scale[0] / stride
+    y = (torch.arange(height, dtype=torch.float64)[rows] + 0.5) * scale[1] / stride
     x, y = 2.0 * x / cells[0] - 1.0, 2.0 * y / cells[1] - 1.0
     # grid_sample reads (N, C, H_in, W_in) with grid[..., 0] indexing the last axis: here W_in is our y axis
     grid = torch.stack(torch.meshgrid(y, x, indexing="xy"), dim=-1).float()  # (W, H, 2) = (y, x) per pixel
@@ -124,10 +131,39 @@ class HeatmapToLabelMapd(MapTransform):
             heatmap = d[key]
             if self.heatmap_key is not None:
                 d[self.heatmap_key] = heatmap
-            probabilities = upsample_to_original(heatmap, d[self.scale_key], d[self.original_size_key], self.stride)
             # a plain tensor, not a MetaTensor: the heatmap's meta describes the letterboxed grid, not this map
-            d[key] = heatmap_to_label_map(probabilities, self.threshold)
+            d[key] = self._label_map(torch.as_tensor(heatmap).detach().float().cpu(), d[self.scale_key],
+                                     d[self.original_size_key])  # fmt: skip
         return d
+
+    def _label_map(self, heatmap: torch.Tensor, scale: Any, original_size: Any) -> torch.Tensor:
+        """:func:`heatmap_to_label_map` of :func:`upsample_to_original`, computed only where it can be non-zero.
+
+        Bilinear sampling gives weighted means of neighbouring cells, never more than the largest of them: a file
+        pixel can reach ``threshold`` only between cells where some class does. Only the file pixels around those
+        cells are sampled (on a 2,500-pixel radiograph the full map costs about 0.13 s; most images have no
+        such cell, and then none is sampled). The result is identical to sampling every pixel.
+        """
+        width, height = (int(v) for v in torch.as_tensor(original_size).reshape(2).tolist())
+        label_map = torch.zeros((width, height), dtype=torch.uint8)
+        content = letterbox_content_size((width, height), scale, self.stride)
+        hot = heatmap[:, : max(content[0], 1), : max(content[1], 1)].amax(0) >= self.threshold
+        if not hot.any():
+            return label_map
+        cells = hot.nonzero()
+        scale = torch.as_tensor(scale, dtype=torch.float64).reshape(2).cpu()
+        ranges = []
+        for axis, size in enumerate((width, height)):
+            # file pixel k samples cell position p = (k + 0.5) * s / stride - 0.5 (cell centres): it blends cells
+            # floor(p) and floor(p) + 1, so it can be hot only if p lies within one cell of a hot one
+            first, last = int(cells[:, axis].min()) - 1, int(cells[:, axis].max()) + 1
+            per_cell = self.stride / float(scale[axis])  # file pixels per cell
+            start = max(int(np.floor((first + 0.5) * per_cell - 0.5)), 0)
+            stop = min(int(np.ceil((last + 0.5) * per_cell - 0.5)) + 1, size)
+            ranges.append(slice(start, max(stop, start)))
+        probabilities = upsample_to_original(heatmap, scale, (width, height), self.stride, pixels=tuple(ranges))
+        label_map[ranges[0], ranges[1]] = heatmap_to_label_map(probabilities, self.threshold)
+        return label_map
 
 
 class DetectionsToResultd(MapTransform):
