@@ -68,7 +68,7 @@ TABLE_START, TABLE_END = MARKERS["cpu"]
 #: Network presets: extra config files, input size and training batch size (as in the demo and train.json), and
 #: the training iterations per side and round that fit a 2-core CPU.
 NETWORKS = {
-    "light": {"configs": ["demo.json"], "image_size": 256, "batch_size": 16, "iterations": 8},
+    "light": {"configs": ["demo.json"], "image_size": 256, "batch_size": 16, "iterations": 24},
     "default": {"configs": [], "image_size": 512, "batch_size": 8, "iterations": 3},
 }
 #: Training step phases, in order, between the stamps taken by :class:`StepTimer`.
@@ -235,7 +235,7 @@ class BareStep:
             self.optimizer.step()
         stamps.append(self.clock())
         names = ("forward", "loss", "backward", "optimizer")
-        row = {name: _difference(b, a) for name, a, b in zip(names, stamps, stamps[1:], strict=True)}
+        row = {name: _difference(b, a) for name, a, b in zip(names, stamps[:-1], stamps[1:], strict=True)}
         row["total"] = _difference(stamps[-1], stamps[0])
         return row
 
@@ -532,9 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--networks", nargs="+", choices=sorted(NETWORKS), default=["light", "default"])
     parser.add_argument("--device", default="cuda:0" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", choices=["true", "false", "both"], default=None, help="default: both on CUDA")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median and range reported)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median and range reported)")
     parser.add_argument("--iterations", type=int, default=None,
-                        help="training iterations per side and round (default: 8 light, 3 default network)")
+                        help="training iterations per side and round (default: 24 light, 3 default network)")
     parser.add_argument("--dicom-images", type=int, default=12, help="clinical-size DICOM phantoms for inference")
     parser.add_argument("--num-workers", type=int, default=2, help="the bundle's num_workers")
     parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / "runs" / "benchmark_throughput")

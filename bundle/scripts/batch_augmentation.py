@@ -150,19 +150,20 @@ class BatchAugmentation:
         image = image.to(torch.float32, copy=True)
         mask = None if mask is None else mask.to(torch.float32, copy=True)
         applied, matrices = self.draw_affine(batch)
-        if applied.any():  # one sampling grid per image, shared by the image and its mask
+        # RandFlipd after RandAffined: the flip (x -> -x about the centre) joins the affine's pull matrix, so one
+        # resampling does both; sampling at mirrored pixel centres is the flip itself.
+        flip = torch.rand(batch) < self.flip_prob
+        matrices[flip] = matrices[flip] @ torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=matrices.dtype))
+        moved = applied | flip
+        if moved.any():  # one sampling grid per image, shared by the image and its mask
             grid = torch.zeros((batch, *image.shape[2:], 2), device=image.device)
-            rows = applied.nonzero()[:, 0]
+            rows = moved.nonzero()[:, 0]
             grid[rows.to(image.device)] = self.sampling_grid(self.centred(matrices[rows], image.shape[2:]),
                                                              image.shape[2:]).to(image.device)  # fmt: skip
-            image = _apply(applied, image, lambda chosen, rows: _resample(chosen, grid[rows], "bilinear"))
+            image = _apply(moved, image, lambda chosen, rows: _resample(chosen, grid[rows], "bilinear"))
             if mask is not None:  # an all-zero mask (N and P images) stays all zero: skip its resampling
                 has_boxes = mask.flatten(1).amax(1).cpu() > 0
-                mask = _apply(applied & has_boxes, mask, lambda chosen, rows: _resample(chosen, grid[rows], "nearest"))
-        flip = torch.rand(batch) < self.flip_prob
-        image = _apply(flip, image, lambda chosen, rows: chosen.flip(2))
-        if mask is not None:
-            mask = _apply(flip, mask, lambda chosen, rows: chosen.flip(2))
+                mask = _apply(moved & has_boxes, mask, lambda chosen, rows: _resample(chosen, grid[rows], "nearest"))
         contrast, gamma = torch.rand(batch) < self.contrast_prob, self._uniform([batch], *self.gamma).float()
         image = _apply(contrast, image, lambda chosen, rows: _adjust_contrast(chosen, gamma[rows.cpu()]))
         noisy, sigma = torch.rand(batch) < self.noise_prob, self._uniform([batch], 0.0, self.noise_std).float()
