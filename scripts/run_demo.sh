@@ -2,8 +2,9 @@
 # The main job, end to end, on a synthetic phantom data set:
 #   set up .venv -> generate phantoms -> stage 1 (supervised) -> calibrate stage 1 on validation
 #   -> stage 2 (AALS distillation) -> evaluate stage 1, student and teacher on the test split -> inference.
-# Sized to finish in about 15 minutes on a 2-core CPU. Every setting below can be overridden from the
-# environment, e.g. DEMO_OUT=/tmp/demo DEMO_STAGE1_EPOCHS=5 bash scripts/run_demo.sh
+# About 8 minutes on a 2-core CPU whose bare light-network step runs at 150 samples/s (README).
+# Every setting below can be overridden from the environment, e.g.
+#   DEMO_OUT=/tmp/demo DEMO_STAGE1_EPOCHS=5 bash scripts/run_demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
