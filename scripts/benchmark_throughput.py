@@ -87,7 +87,7 @@ class Clock:
 
 
 class TimedCall:
-    """Callable proxy that adds each call's wall and CPU seconds to ``totals`` (used for the augmentation)."""
+    """Callable proxy that adds up its calls' wall and CPU seconds in ``wall`` and ``cpu`` (for the augmentation)."""
 
     def __init__(self, function: Callable, clock: Clock) -> None:
         self.function, self.clock = function, clock
