@@ -155,15 +155,17 @@ class BatchAugmentation:
         flip = torch.rand(batch) < self.flip_prob
         matrices[flip] = matrices[flip] @ torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=matrices.dtype))
         moved = applied | flip
-        if moved.any():  # one sampling grid per image, shared by the image and its mask
-            grid = torch.zeros((batch, *image.shape[2:], 2), device=image.device)
+        if moved.any():  # one sampling grid per moved image (in batch order), shared by the image and its mask
             rows = moved.nonzero()[:, 0]
-            grid[rows.to(image.device)] = self.sampling_grid(self.centred(matrices[rows], image.shape[2:]),
-                                                             image.shape[2:]).to(image.device)  # fmt: skip
-            image = _apply(moved, image, lambda chosen, rows: _resample(chosen, grid[rows], "bilinear"))
+            grid = self.sampling_grid(self.centred(matrices[rows], image.shape[2:]), image.shape[2:]).to(image.device)
+            slot = torch.full((batch,), -1, dtype=torch.long, device=image.device)  # batch row -> its grid
+            slot[rows.to(image.device)] = torch.arange(len(rows), device=image.device)
+            image = _apply(moved, image, lambda chosen, rows: _resample(chosen, grid, "bilinear"))
             if mask is not None:  # an all-zero mask (N and P images) stays all zero: skip its resampling
                 has_boxes = mask.flatten(1).amax(1).cpu() > 0
-                mask = _apply(moved & has_boxes, mask, lambda chosen, rows: _resample(chosen, grid[rows], "nearest"))
+                mask = _apply(
+                    moved & has_boxes, mask, lambda chosen, rows: _resample(chosen, grid[slot[rows]], "nearest")
+                )
         contrast, gamma = torch.rand(batch) < self.contrast_prob, self._uniform([batch], *self.gamma).float()
         image = _apply(contrast, image, lambda chosen, rows: _adjust_contrast(chosen, gamma[rows.cpu()]))
         noisy, sigma = torch.rand(batch) < self.noise_prob, self._uniform([batch], 0.0, self.noise_std).float()

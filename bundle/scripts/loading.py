@@ -31,7 +31,6 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor, NibabelReader, PILReader, PydicomReader
 from monai.transforms import MapTransform
-from monai.utils import MetaKeys
 
 from scripts.colour import LUMA_WEIGHTS, GreyConversionError, pil_to_grey
 from scripts.input_checks import InputRefusedError, check_content, check_header
@@ -219,7 +218,6 @@ def load_cxr(path: str | Path, dicom_tags: str = "refuse") -> MetaTensor:
     image = torch.as_tensor(np.asarray(array, dtype=np.float32))
     if fmt in _SWAPS_AXES:  # (row, column[, colour]) -> (x, y[, colour]) as a view: consumers copy if they must
         image = image.transpose(0, 1)
-        meta[MetaKeys.SPATIAL_SHAPE] = tuple(image.shape[:2])
     meta = dict(meta)
     if fmt == "dicom" and _tag_value(meta, _TAG_PHOTOMETRIC, "MONOCHROME2") == "MONOCHROME1":
         image = _invert_monochrome1(image, meta)

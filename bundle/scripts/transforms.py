@@ -7,7 +7,10 @@ Pipeline (see ``configs/train.json``)::
 
     LoadCXRImaged -> PackBoxesd (original-pixel box table, for FROC)
       -> PercentileScaleIntensityd -> LetterboxResized (image + boxes to the network grid)
-      -> BoxesToMaskd (per-class box masks) -> [augmentation] -> DownsampleMaskd (stride-4 targets)
+      -> BoxesToMaskd (per-class box masks), cached
+      -> per batch: scripts.batch_augmentation (random affine, flip, intensity; max-pool to stride-4 targets)
+
+:class:`DownsampleMaskd` does that max-pooling for one item, where no batch augmentation runs.
 """
 
 from __future__ import annotations
