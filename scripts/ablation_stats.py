@@ -7,8 +7,8 @@ per-seed differences; its 2.5th and 97.5th percentiles over resamples give the 9
 test-set sampling error; the seed-to-seed spread is reported separately (per-seed differences).
 
 The metrics are the evaluation report's own: AUROC equal to :func:`monai.metrics.compute_roc_auc` (as
-``scripts.report``; computed from ranks for speed), FROC as the mean sensitivity at the given FP rates from
-:mod:`scripts.froc`'s curve, computed from the per-image false-positive scores and per-box hit scores that
+``scripts.evaluate.report``; computed from ranks for speed), FROC as the mean sensitivity at the given FP rates from
+:mod:`scripts.evaluate.froc`'s curve, computed from the per-image false-positive scores and per-box hit scores that
 ``detections.json`` records. A resample only repeats images, so the curve is recomputed from repeated scores,
 without re-matching detections.
 """
@@ -26,7 +26,8 @@ import repo_paths  # noqa: F401  (puts the bundle's scripts package on the impor
 import numpy as np
 import torch
 from monai.metrics import compute_roc_auc
-from scripts.froc import MISSED, froc_curve_from_scores, sensitivity_at
+
+from scripts.evaluate.froc import MISSED, froc_curve_from_scores, sensitivity_at
 
 __all__ = ["ClassOutcomes", "auroc", "monai_auroc", "bootstrap_indices", "froc", "paired_interval", "read_outcomes"]
 

@@ -290,8 +290,8 @@ def preconditions(data: Path, checkpoint: Path, out: Path) -> dict[str, float]:
 import json, sys, numpy as np, torch
 from monai.bundle import ConfigParser
 sys.path.insert(0, "bundle")
-from scripts.aals import load_weights
-from scripts.datalist import load_datalist
+from scripts.distill.aals import load_weights
+from scripts.data.datalist import load_datalist
 data, ckpt, out, t = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 parser = ConfigParser()
 parser.read_config(["bundle/configs/train.json", "bundle/configs/demo.json"])

@@ -1,4 +1,4 @@
-"""Benchmark ``scripts.froc`` (O(n log n)) against a naive per-threshold FROC loop (O(T * n)).
+"""Benchmark ``scripts.evaluate.froc`` (O(n log n)) against a naive per-threshold FROC loop (O(T * n)).
 
 Synthetic data: chest-X-ray-sized images (2048 x 2048 px), 20 candidate detections per image, about 30 % of the
 images with 1-3 fracture boxes (20-120 px); most boxes get one higher-scoring detection inside them. Scores are
@@ -31,7 +31,8 @@ from repo_paths import BUNDLE_ROOT
 
 import numpy as np
 from monai.metrics import compute_froc_curve_data
-from scripts.froc import DEFAULT_FP_RATES, froc_curve, froc_score, match_detections, sensitivity_at
+
+from scripts.evaluate.froc import DEFAULT_FP_RATES, froc_curve, froc_score, match_detections, sensitivity_at
 
 IMAGE_SIZE = 2048
 DETS_PER_IMAGE = 20

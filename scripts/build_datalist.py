@@ -61,7 +61,8 @@ from typing import Any
 import repo_paths
 
 import numpy as np
-from scripts.datalist import DatalistError, load_datalist
+
+from scripts.data.datalist import DatalistError, load_datalist
 
 CLASSES = ("rib", "clavicle")
 SPLITS = ("training", "validation", "test")

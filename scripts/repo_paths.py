@@ -3,7 +3,7 @@
 The command-line tools run as ``python scripts/<tool>.py``, so Python puts only ``scripts/`` on ``sys.path``.
 Importing this module (``from repo_paths import BUNDLE_ROOT, REPO_ROOT``) adds the two other import roots:
 
-* ``bundle/``: the bundle's ``scripts`` package, imported as the bundle configs import it (``scripts.froc``);
+* ``bundle/``: the bundle's ``scripts`` package, imported as the bundle configs import it (``scripts.evaluate.froc``);
 * the repository root: the phantom package ``cxr_phantom``.
 
 ``scripts/`` itself has no ``__init__.py``: a regular package wins over a namespace directory whatever the order of

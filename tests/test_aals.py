@@ -6,8 +6,9 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import EMAHandler
-from scripts.aals import AALSTargetHandler, make_target_fn, sharpen
-from scripts.network import FractureHeatmapNet
+
+from scripts.distill.aals import AALSTargetHandler, make_target_fn, sharpen
+from scripts.model.network import FractureHeatmapNet
 
 LIGHT = {"block": "basic", "layers": (1, 1, 1, 1), "widths": (8, 16, 32, 64), "fpn_channels": 16}
 

@@ -17,7 +17,8 @@ from ablation_stats import (
     read_outcomes,
 )
 from conftest import REPO_ROOT
-from scripts.datalist import load_datalist
+
+from scripts.data.datalist import load_datalist
 
 
 def _pool(num_pos: int = 12, num_neg: int = 20) -> dict:
@@ -91,7 +92,7 @@ def _detections_json(path, scores, labels, fp, boxes):
 
 
 def test_bootstrap_metrics_on_the_identity_equal_the_report_and_differences_are_paired(tmp_path):
-    from scripts.froc import froc_curve_from_scores, sensitivity_at
+    from scripts.evaluate.froc import froc_curve_from_scores, sensitivity_at
 
     path = _detections_json(
         tmp_path / "d.json",

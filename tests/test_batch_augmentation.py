@@ -16,8 +16,9 @@ from monai.transforms import (
     RandFlipd,
     RandGaussianNoised,
 )
-from scripts.batch_augmentation import BatchAugmentation, BatchAugmentationHandler, affine_matrices
-from scripts.transforms import DownsampleMaskd
+
+from scripts.data.batch_augmentation import BatchAugmentation, BatchAugmentationHandler, affine_matrices
+from scripts.data.transforms import DownsampleMaskd
 
 
 def _box_batch(batch: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +160,7 @@ def test_train_config_augments_first_on_the_training_device():
     config = ConfigParser()
     config.read_config(BUNDLE_ROOT / "configs" / "train.json")
     handlers = config.get("train#handlers")
-    assert handlers[0]["_target_"] == "scripts.batch_augmentation.BatchAugmentationHandler"
+    assert handlers[0]["_target_"] == "scripts.data.batch_augmentation.BatchAugmentationHandler"
     config.update({"image_size": 256})
     augmentation = config.get_parsed_content("train#augmentation")
     assert augmentation.translate_range.tolist() == [12.8, 12.8]

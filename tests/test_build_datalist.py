@@ -15,7 +15,8 @@ import pytest
 from build_datalist import fuse_reader_boxes, main, parse_padchest_labels
 from bundle_runs import run_bundle
 from helpers import write_dicom, write_png
-from scripts.datalist import load_datalist
+
+from scripts.data.datalist import load_datalist
 
 VINDR_LABELS = [
     "Aortic enlargement", "Atelectasis", "Calcification", "Cardiomegaly", "Clavicle fracture", "Consolidation",

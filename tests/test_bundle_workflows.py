@@ -16,8 +16,9 @@ import pytest
 import torch
 from bundle_runs import run_bundle
 from monai.metrics import compute_roc_auc
-from scripts.froc import froc_score
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from scripts.evaluate.froc import froc_score
 
 
 def test_stage1_saves_weights_tensorboard_and_resumes(stage1, phantoms, tmp_path):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scripts.calibration import fit_platt, fold_platt_into_head, reliability
-from scripts.network import FractureHeatmapNet
+
+from scripts.distill.calibration import fit_platt, fold_platt_into_head
+from scripts.evaluate.class_metrics import reliability
+from scripts.model.network import FractureHeatmapNet
 
 
 def _logit(p):
@@ -58,8 +60,9 @@ def test_handler_saves_the_calibrated_network_and_maps_the_operating_point(tmp_p
     import json
 
     from ignite.engine import Engine
-    from scripts.aals import load_weights
-    from scripts.calibration import PlattCalibrationHandler
+
+    from scripts.distill.aals import load_weights
+    from scripts.distill.calibration import PlattCalibrationHandler
 
     torch.manual_seed(0)
     make = lambda: FractureHeatmapNet(  # noqa: E731
@@ -95,7 +98,7 @@ def test_handler_saves_the_calibrated_network_and_maps_the_operating_point(tmp_p
 
 def test_fit_on_saturated_logits_stays_finite_and_calibrates():
     """An over-confident network (odds x 20, many image scores that round to 1.0 in float32) still gets a finite fit."""
-    from scripts.calibration import fit_platt_logits
+    from scripts.distill.calibration import fit_platt_logits
 
     rng = np.random.default_rng(2)
     true_logit = rng.normal(-2.0, 3.0, size=3000)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine, Events
-from scripts.checkpoints import (
+
+from scripts.utils.checkpoints import (
     AtomicDiskSaver,
     RandomStates,
     SafeCheckpointSaver,

@@ -12,7 +12,8 @@ import pytest
 import torch
 from helpers import write_dicom
 from pydicom import uid
-from scripts.loading import CXRInputError, load_cxr
+
+from scripts.data.loading import CXRInputError, load_cxr
 
 CHEST = {"Modality": "CR", "BodyPartExamined": "CHEST", "ViewPosition": "PA"}
 

@@ -21,7 +21,8 @@ import pytest
 import torch
 from bundle_runs import CONFIGS, LIGHT, config_files
 from conftest import REPO_ROOT
-from scripts.network import FractureHeatmapNet
+
+from scripts.model.network import FractureHeatmapNet
 
 pytestmark = pytest.mark.slow  # stage 2 killed and resumed several times: full tier only
 

@@ -4,8 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from scripts.datalist import DatalistError, load_datalist
-from scripts.sampling import samples_per_epoch, sampling_weights, subset_weights
+
+from scripts.data.datalist import DatalistError, load_datalist
+from scripts.data.sampling import samples_per_epoch, sampling_weights, subset_weights
 
 
 def _write(tmp_path, content, images=("a.png", "b.png", "c.png", "d.png")):

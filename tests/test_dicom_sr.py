@@ -16,9 +16,9 @@ from conftest import REPO_ROOT
 from helpers import write_png
 from pydicom import dcmread
 from pydicom.uid import generate_uid
-from scripts.network import FractureHeatmapNet
 
 from cxr_phantom.writers import write_dicom as write_phantom_dicom
+from scripts.model.network import FractureHeatmapNet
 
 pytestmark = pytest.mark.slow  # inference bundle runs writing DICOM SR: full tier only
 
@@ -37,7 +37,7 @@ def _dciodvfy_errors(path) -> list[str]:
 
 
 def _read_report(path):
-    """Findings and image-level results of an SR written by scripts.dicom_sr, read back with highdicom."""
+    """Findings and image-level results of an SR written by scripts.deliver.dicom_sr, read back with highdicom."""
     report = hd.sr.srread(path)
     findings = []
     for group in report.content.get_planar_roi_measurement_groups():
@@ -141,6 +141,6 @@ def test_no_sr_by_default_and_the_core_does_not_import_highdicom(study, tmp_path
     )  # fmt: skip
     assert not list(out.glob("sr_*.dcm")) and (out / "pa.json").is_file()
     assert "DICOM SR" not in output
-    check = "import sys; sys.path.insert(0, 'bundle'); import scripts.dicom_sr, scripts.writers; "
+    check = "import sys; sys.path.insert(0, 'bundle'); import scripts.deliver.dicom_sr, scripts.deliver.writers; "
     check += "assert 'highdicom' not in sys.modules"
     subprocess.run([sys.executable, "-c", check], check=True, cwd=REPO_ROOT)

@@ -9,8 +9,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import BUNDLE_ROOT
-from scripts.distributed import BroadcastBuffers
 from torch import nn
+
+from scripts.utils.distributed import BroadcastBuffers
 
 
 def _free_port() -> int:

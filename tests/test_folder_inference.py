@@ -18,8 +18,9 @@ import torch
 from bundle_runs import LIGHT, run_bundle
 from helpers import write_dicom, write_png
 from PIL import Image
-from scripts.inference import list_inputs, output_names
-from scripts.network import FractureHeatmapNet
+
+from scripts.deliver.inference import list_inputs, output_names
+from scripts.model.network import FractureHeatmapNet
 
 CHEST = {"Modality": "CR", "BodyPartExamined": "CHEST", "ViewPosition": "PA"}
 

@@ -1,4 +1,5 @@
-"""Tests for ``scripts.froc``: hand-computed FROC curves, edge cases, MONAI cross-checks and a brute-force reference."""
+"""Tests for ``scripts.evaluate.froc``: hand-computed FROC curves, edge cases, MONAI cross-checks and a brute-force
+reference."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 from monai.metrics import compute_fp_tp_probs_nd, compute_froc_curve_data, compute_froc_score
-from scripts.froc import (
+
+from scripts.evaluate.froc import (
     DEFAULT_FP_RATES,
     MISSED,
     froc_curve,

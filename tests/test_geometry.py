@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scripts.detection import HeatmapToDetectionsd, detection_record
-from scripts.transforms import LetterboxResized
+
+from scripts.data.transforms import LetterboxResized
+from scripts.deliver.records import detection_record
+from scripts.model.detection import HeatmapToDetectionsd
 
 
 def _all_detections(width: int, height: int, image_size: int, stride: int = 4) -> torch.Tensor:

@@ -10,9 +10,10 @@ import pytest
 import torch
 from helpers import ramp_image, write_dicom, write_png
 from PIL import Image
-from scripts.colour import GreyConversionError, pil_to_grey
-from scripts.input_checks import MAX_PIXELS
-from scripts.loading import WARNINGS_KEY, CXRInputError, LoadCXRImaged, image_format, load_cxr
+
+from scripts.data.colour import GreyConversionError, pil_to_grey
+from scripts.data.input_checks import MAX_PIXELS
+from scripts.data.loading import WARNINGS_KEY, CXRInputError, LoadCXRImaged, image_format, load_cxr
 
 CHEST = {"Modality": "DX", "BodyPartExamined": "CHEST", "ViewPosition": "PA"}
 

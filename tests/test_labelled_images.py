@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from scripts.labelled_images import (
+
+from scripts.data.labelled_images import (
     LabelMapToBoxesd,
     connected_components,
     label_map_boxes,
     read_label_map,
 )
-from scripts.loading import CXRInputError
+from scripts.data.loading import CXRInputError
 
 
 def _map(width: int, height: int) -> torch.Tensor:

@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
-from scripts.detection import HeatmapToDetectionsd
-from scripts.labelmap import DetectionsToResultd, HeatmapToLabelMapd, heatmap_to_label_map, upsample_to_original
-from scripts.transforms import LetterboxResized
+
+from scripts.data.transforms import LetterboxResized
+from scripts.deliver.labelmap import DetectionsToResultd, HeatmapToLabelMapd, heatmap_to_label_map, upsample_to_original
+from scripts.model.detection import HeatmapToDetectionsd
 
 SIZE, STRIDE = 64, 4
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 from helpers import ramp_image, write_dicom, write_png
-from scripts.loading import CXRInputError, LoadCXRImaged, load_cxr
+
+from scripts.data.loading import CXRInputError, LoadCXRImaged, load_cxr
 
 
 def test_png_is_loaded_as_channel_x_y(tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from scripts.losses import HeatmapBCELoss
+
+from scripts.model.losses import HeatmapBCELoss
 
 
 def _gradient(loss_fn, probability: float, target: float) -> float:

@@ -45,7 +45,7 @@ def test_readme_layout_names_every_module_and_tool():
     readme = (REPO_ROOT / "README.md").read_text()
     layout = readme.split("## Repository layout", 1)[1].split("\n## ", 1)[0]
     files = [
-        *(BUNDLE_ROOT / "scripts").glob("*.py"),
+        *(BUNDLE_ROOT / "scripts").rglob("*.py"),
         *(REPO_ROOT / "cxr_phantom").glob("*.py"),
         *(REPO_ROOT / "scripts").glob("*.py"),
         *(REPO_ROOT / "scripts").glob("*.sh"),

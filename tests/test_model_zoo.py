@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import BUNDLE_ROOT, REPO_ROOT
 from monai.bundle import ConfigWorkflow
-from scripts.network import FractureHeatmapNet
+
+from scripts.model.network import FractureHeatmapNet
 
 SCHEMAS = REPO_ROOT.parent / "shared" / "modelzoo"
 LIGHT = {"block": "basic", "layers": (1, 1, 1, 1), "widths": (8, 16, 32, 64), "fpn_channels": 16}

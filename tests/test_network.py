@@ -2,7 +2,8 @@
 
 import pytest
 import torch
-from scripts.network import OUTPUT_STRIDE, FractureHeatmapNet
+
+from scripts.model.network import OUTPUT_STRIDE, FractureHeatmapNet
 
 LIGHT = {"block": "basic", "layers": (1, 1, 1, 1), "widths": (8, 16, 32, 64), "fpn_channels": 16}
 

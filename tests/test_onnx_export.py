@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scripts.network import FractureHeatmapNet
 from test_model_zoo import LIGHT, LIGHT_OVERRIDES, monai_bundle
+
+from scripts.model.network import FractureHeatmapNet
 
 pytestmark = pytest.mark.slow  # ONNX export and ONNX Runtime: full tier only
 

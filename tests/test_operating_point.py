@@ -8,9 +8,10 @@ import os
 import numpy as np
 import pytest
 import torch
-from scripts.detection import detection_record
-from scripts.froc import MISSED
-from scripts.operating_point import (
+
+from scripts.deliver.records import detection_record
+from scripts.evaluate.froc import MISSED
+from scripts.evaluate.operating_point import (
     OperatingPointSaver,
     choose_threshold,
     evaluate_at_operating_point,
@@ -18,8 +19,8 @@ from scripts.operating_point import (
     load_operating_point,
     operating_point_path,
 )
-from scripts.report_metrics import ImageRecord
-from scripts.writers import render_overlay
+from scripts.evaluate.overlays import render_overlay
+from scripts.evaluate.report_metrics import ImageRecord
 
 CLASSES = ["rib", "clavicle"]
 
@@ -136,12 +137,7 @@ def test_evaluation_at_the_shipped_threshold_counts_lesions_and_image_calls():
 
 
 def test_demo_summary_lists_the_shipped_operating_point(tmp_path):
-    import sys
-
-    from conftest import REPO_ROOT
-
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    from summarize_evaluations import summarize
+    from summarize_evaluations import summarize  # scripts/ is on the path (pyproject.toml, pytest's pythonpath)
 
     metrics = {"classes": {name: {"auroc": 0.7, "froc_paper": 0.3} for name in CLASSES},
                "mean": {"auroc": 0.7, "froc_paper": 0.3}}  # fmt: skip

@@ -9,6 +9,7 @@ import shutil
 import zipfile
 
 from conftest import BUNDLE_ROOT, REPO_ROOT
+from import_graph import import_graph, module_names
 
 spec = importlib.util.spec_from_file_location("package_bundle", REPO_ROOT / "scripts" / "package_bundle.py")
 package_bundle = importlib.util.module_from_spec(spec)
@@ -35,7 +36,7 @@ def test_archive_is_deterministic_and_clean(tmp_path):
     names = zipfile.ZipFile(first).namelist()
     root = "cxr_rib_fracture_aals/"
     for required in ["LICENSE", "configs/metadata.json", "configs/inference.json", "docs/README.md",
-                     "docs/data_license.txt", "models/model.pt", "scripts/network.py"]:  # fmt: skip
+                     "docs/data_license.txt", "models/model.pt", "scripts/model/network.py"]:  # fmt: skip
         assert root + required in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in zipfile.ZipFile(first).infolist())
@@ -53,16 +54,18 @@ def test_large_weights_are_listed_in_large_files_yml(tmp_path, monkeypatch):
 
 
 def test_bundle_ships_only_modules_the_configs_use():
-    """Every module in bundle/scripts is named by a config (``scripts.<module>``) or imported by one that is; the
-    phantom generator, which only the demo, tests and benchmarks use, lives outside (``cxr_phantom``)."""
+    """Every module in bundle/scripts is named by a config (``scripts.<stage>.<module>``) or imported by one that is;
+    the phantom generator, which only the demo, tests and benchmarks use, lives outside (``cxr_phantom``)."""
+    graph = import_graph(BUNDLE_ROOT / "scripts")
     configs = " ".join(path.read_text() for path in (BUNDLE_ROOT / "configs").glob("*.json"))
-    used = set(re.findall(r"scripts\.(\w+)", configs))
+    named = {match for match in re.findall(r"\bscripts(?:\.\w+)+", configs)}
+    used = {module for module in graph if any(n == module or n.startswith(module + ".") for n in named)}
     pending = sorted(used)
     while pending:
-        source = (BUNDLE_ROOT / "scripts" / f"{pending.pop()}.py").read_text()
-        for module in set(re.findall(r"(?:from|import) scripts\.(\w+)", source)) - used:
+        for module in graph[pending.pop()] - used:
             used.add(module)
             pending.append(module)
-    shipped = {path.stem for path in (BUNDLE_ROOT / "scripts").glob("*.py")} - {"__init__"}
-    assert shipped == used, f"not used by any config: {sorted(shipped - used)}"
+    packages = {module for module, path in module_names(BUNDLE_ROOT / "scripts").items() if path.name == "__init__.py"}
+    shipped = set(graph) - packages
+    assert not shipped - used, f"not used by any config: {sorted(shipped - used)}"
     assert not (BUNDLE_ROOT / "scripts" / "synthetic.py").exists()

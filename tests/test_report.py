@@ -1,5 +1,5 @@
-"""Tests of the evaluation report (``scripts.report`` and its parts): metrics against direct FROC/AUROC calls and
-against the ignite validation metrics, outcomes of a hand-made case, report files."""
+"""Tests of the evaluation report (``scripts.evaluate.report`` and its parts): metrics against direct FROC/AUROC calls
+and against the ignite validation metrics, outcomes of a hand-made case, report files."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ import pytest
 import torch
 from monai.metrics import compute_roc_auc
 from PIL import Image
-from scripts.froc import froc_curve, froc_score, sensitivity_at
-from scripts.metrics import FROCMetric, ImageAUROC
-from scripts.report import write_evaluation_report
-from scripts.report_metrics import (
+
+from scripts.data.transforms import PackBoxesd
+from scripts.evaluate.froc import froc_curve, froc_score, sensitivity_at
+from scripts.evaluate.metrics import FROCMetric, ImageAUROC
+from scripts.evaluate.report import write_evaluation_report
+from scripts.evaluate.report_metrics import (
     CAMELYON_FP_RATES,
     PAPER_FP_RATES,
     ImageRecord,
@@ -25,8 +27,7 @@ from scripts.report_metrics import (
     detection_outcomes,
     roc_curve,
 )
-from scripts.report_table import format_metrics_table
-from scripts.transforms import PackBoxesd
+from scripts.evaluate.report_table import format_metrics_table
 
 CLASSES = ("rib", "clavicle")
 WIDTH, HEIGHT = 200, 160
@@ -159,7 +160,7 @@ def _random_records(seed: int, num_images: int = 60) -> list[ImageRecord]:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_metrics_json_equals_the_ignite_validation_metrics(seed: int) -> None:
     """On the same images, ``metrics.json`` (test report) and the ignite metrics (validation, checkpoint selection)
-    give the same per-class and mean AUROC and FROC: both compute them through ``scripts.class_metrics``."""
+    give the same per-class and mean AUROC and FROC: both compute them through ``scripts.evaluate.class_metrics``."""
     records = _random_records(seed)
     report = compute_metrics(records, CLASSES)
     pack = PackBoxesd("boxes", max_boxes=8)

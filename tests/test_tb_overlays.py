@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scripts.tb_overlays import BOX_COLOUR, TensorBoardOverlayHandler
+
+from scripts.evaluate.tb_overlays import BOX_COLOUR, TensorBoardOverlayHandler
 
 
 class _Writer:

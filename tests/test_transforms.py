@@ -5,9 +5,9 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.transforms import ScaleIntensityRangePercentilesd
-from scripts.detection import HeatmapToDetectionsd, heatmap_peaks
-from scripts.loading import CXRInputError
-from scripts.transforms import (
+
+from scripts.data.loading import CXRInputError
+from scripts.data.transforms import (
     BoxesToMaskd,
     DownsampleMaskd,
     HeatmapScored,
@@ -18,6 +18,7 @@ from scripts.transforms import (
     percentiles,
     unpack_boxes,
 )
+from scripts.model.detection import HeatmapToDetectionsd, heatmap_peaks
 
 
 def _image(width, height):

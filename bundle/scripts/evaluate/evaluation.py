@@ -1,8 +1,8 @@
 """Ignite handler that collects per-image results of an evaluation run and writes the evaluation report.
 
-The metrics themselves are computed from the collected records by :mod:`scripts.report_metrics` (AUROC and FROC
-through :mod:`scripts.class_metrics`, as the validation metrics compute them), so the report, the CSV curves and
-``metrics.json`` always agree with each other and with validation.
+The metrics themselves are computed from the collected records by :mod:`scripts.evaluate.report_metrics` (AUROC and FROC
+through :mod:`scripts.evaluate.class_metrics`, as the validation metrics compute them), so the report, the CSV curves
+and ``metrics.json`` always agree with each other and with validation.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from scripts.report import write_evaluation_report
-from scripts.report_metrics import ImageRecord
-from scripts.report_table import format_metrics_table
-from scripts.transforms import is_boxed
+from scripts.data.transforms import is_boxed
+from scripts.evaluate.report import write_evaluation_report
+from scripts.evaluate.report_metrics import ImageRecord
+from scripts.evaluate.report_table import format_metrics_table
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -34,7 +34,7 @@ def _numpy(value: object) -> np.ndarray:
 
 
 class EvaluationReportHandler:
-    """Collect one :class:`scripts.report_metrics.ImageRecord` per image; write the report when the run completes.
+    """Collect one :class:`scripts.evaluate.report_metrics.ImageRecord` per image; write the report at the end.
 
     Reads, per decollated item: ``image_path``, ``image_target`` ``(C,)``, ``image_score`` ``(C,)``,
     ``detections`` ``(K, 4)`` and ``box_target`` ``(max_boxes, 5)`` (padding rows -1), all in file pixels.
@@ -47,8 +47,8 @@ class EvaluationReportHandler:
         model_name: shown in the report (e.g. the checkpoint path).
         num_overlays: number of false-positive and missed-fracture crops in the report.
         operating_point: the thresholds shipped with the model (chosen on validation,
-            :func:`scripts.operating_point.load_operating_point`): their sensitivity and false positives per image
-            on this split are written to ``operating_point.json`` and added to the metrics under
+            :func:`scripts.evaluate.operating_point.load_operating_point`): their sensitivity and false positives per
+            image on this split are written to ``operating_point.json`` and added to the metrics under
             ``"shipped_operating_point"``. This split never chooses them.
     """
 

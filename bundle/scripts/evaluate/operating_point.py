@@ -3,8 +3,8 @@
 A detection at or above its class's threshold is a **finding**; below it, a **candidate**. The threshold of a class is
 the lowest detection score whose false-positive rate on the validation split is at most ``fp_rate`` false positives
 per image (default 0.2), i.e. the most sensitive point within that budget on the validation FROC curve
-(:func:`scripts.froc.froc_curve_from_scores`; MONAI's ``compute_froc_curve_data`` drops the lowest score, see
-:mod:`scripts.froc`). The validation sensitivity there is stored with it. The test split never chooses it:
+(:func:`scripts.evaluate.froc.froc_curve_from_scores`; MONAI's ``compute_froc_curve_data`` drops the lowest score, see
+:mod:`scripts.evaluate.froc`). The validation sensitivity there is stored with it. The test split never chooses it:
 :class:`OperatingPointSaver` runs in training only (``configs/train.json``, ``configs/distill.json``), and
 evaluation only measures the shipped threshold (:func:`evaluate_at_operating_point`).
 
@@ -32,15 +32,15 @@ import ignite.distributed as idist
 import numpy as np
 import torch
 
-from scripts.checkpoints import write_json_atomic
-from scripts.class_metrics import class_froc
-from scripts.froc import match_detections
+from scripts.evaluate.class_metrics import class_froc
+from scripts.evaluate.froc import match_detections, threshold_index
+from scripts.utils.checkpoints import write_json_atomic
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-    from scripts.metrics import FROCMetric
-    from scripts.report_metrics import ImageRecord
+    from scripts.evaluate.metrics import FROCMetric
+    from scripts.evaluate.report_metrics import ImageRecord
 
 __all__ = [
     "DEFAULT_FP_RATE",
@@ -51,7 +51,6 @@ __all__ = [
     "finding_flags",
     "load_operating_point",
     "operating_point_path",
-    "threshold_index",
 ]
 
 logger = logging.getLogger(__name__)
@@ -65,17 +64,6 @@ def operating_point_path(checkpoint: str | os.PathLike) -> str:
     return os.path.splitext(str(checkpoint))[0] + "_operating_point.json"
 
 
-def threshold_index(fps_per_image: np.ndarray, thresholds: np.ndarray, fp_rate: float) -> int:
-    """Index of the lowest threshold whose FP rate is at most ``fp_rate`` on a curve of :mod:`scripts.froc`.
-
-    Args:
-        fps_per_image: ``(T + 1,)`` FP rates, non-increasing; thresholds: ``(T + 1,)`` ascending, last ``+inf``.
-        fp_rate: FP budget, false positives per image.
-    """
-    within = np.flatnonzero(np.asarray(fps_per_image) <= fp_rate * (1 + 1e-9))  # tolerance for count / N rounding
-    return int(within[np.argmin(np.asarray(thresholds)[within])])
-
-
 def _json_number(value: float, decimals: int = 6) -> float | None:
     return round(float(value), decimals) if math.isfinite(value) else None
 
@@ -85,7 +73,8 @@ def choose_threshold(fp_scores: np.ndarray, tp_scores: np.ndarray, num_images: i
 
     Args:
         fp_scores: ``(F,)`` scores of the false-positive detections; tp_scores: ``(B,)`` per box its hit score or
-            ``-inf`` (:func:`scripts.froc.match_detections`); num_images: images with boxes drawn (FP denominator).
+            ``-inf`` (:func:`scripts.evaluate.froc.match_detections`); num_images: images with boxes drawn (FP
+            denominator).
         fp_rate: FP budget per image.
 
     Returns:
@@ -112,7 +101,7 @@ class OperatingPointSaver:
     when the checkpoint file changed during this epoch, so the thresholds always belong to the saved weights.
 
     Args:
-        froc_metric: the evaluator's :class:`scripts.metrics.FROCMetric`.
+        froc_metric: the evaluator's :class:`scripts.evaluate.metrics.FROCMetric`.
         checkpoint: path of the key-metric checkpoint (e.g. ``<ckpt_dir>/model.pt``).
         class_names: class names in channel order.
         fp_rate: FP budget per image on the validation split.

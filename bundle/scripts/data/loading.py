@@ -6,10 +6,10 @@ radiographs is added here:
 * ``PydicomReader`` applies RescaleSlope/Intercept but does not invert MONOCHROME1 (where a high stored value
   means dark); a MONOCHROME1 and a MONOCHROME2 file of the same exposure must give the same tensor.
 * ``PILReader`` returns stored channels as they are (palette indices, C/M/Y/K planes): every PIL colour model is
-  converted to grey or refused by :func:`scripts.colour.pil_to_grey`.
-* Before decoding, :func:`scripts.input_checks.check_header` refuses what must not be scored (a huge announced
+  converted to grey or refused by :func:`scripts.data.colour.pil_to_grey`.
+* Before decoding, :func:`scripts.data.input_checks.check_header` refuses what must not be scored (a huge announced
   size, several frames or slices, compressed DICOM without a decoder, a DICOM that says it is not a frontal chest
-  radiograph) and collects warnings; after decoding, :func:`scripts.input_checks.check_content` refuses an image
+  radiograph) and collects warnings; after decoding, :func:`scripts.data.input_checks.check_content` refuses an image
   without usable content (blank, constant, implausible size or aspect ratio, NaN).
 * Every failure is re-raised as :class:`CXRInputError` naming the file and the problem, so a user can find
   the bad file in an archive of thousands.
@@ -32,8 +32,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor, NibabelReader, PILReader, PydicomReader
 from monai.transforms import MapTransform
 
-from scripts.colour import LUMA_WEIGHTS, GreyConversionError, pil_to_grey
-from scripts.input_checks import InputRefusedError, check_content, check_header
+from scripts.data.colour import LUMA_WEIGHTS, GreyConversionError, pil_to_grey
+from scripts.data.input_checks import InputRefusedError, check_content, check_header
 
 __all__ = ["CXRInputError", "LoadCXRImaged", "SUPPORTED_SUFFIXES", "WARNINGS_KEY", "load_cxr", "image_format"]
 
@@ -161,7 +161,7 @@ def _invert_monochrome1(image: torch.Tensor, meta: Mapping) -> torch.Tensor:
 def _to_single_channel(image: torch.Tensor, path: str | Path, fmt: str) -> torch.Tensor:
     """Return ``(1, W, H)`` from a reader's ``(W, H)`` or ``(W, H, 1)``; a colour DICOM ``(W, H, 3)`` becomes luma.
 
-    PIL images arrive grey already (:func:`scripts.colour.pil_to_grey`); a NIfTI with a third axis longer than
+    PIL images arrive grey already (:func:`scripts.data.colour.pil_to_grey`); a NIfTI with a third axis longer than
     one is a volume, refused by the header check before it gets here.
     """
     if image.ndim == 2:
@@ -187,7 +187,7 @@ def load_cxr(path: str | Path, dicom_tags: str = "refuse") -> MetaTensor:
     Args:
         path: image file.
         dicom_tags: what to do with a DICOM whose tags say it is not a frontal chest radiograph: ``"refuse"``,
-            ``"warn"`` or ``"off"`` (see :mod:`scripts.input_checks`).
+            ``"warn"`` or ``"off"`` (see :mod:`scripts.data.input_checks`).
 
     Raises:
         CXRInputError: the file is missing, of an unknown type, unreadable, without pixel data, not a single 2D

@@ -1,12 +1,13 @@
 """Per-class AUROC and FROC, computed one way for validation and for the test report.
 
-:mod:`scripts.metrics` (ignite metrics, checkpoint selection) and :mod:`scripts.report_metrics` (``metrics.json``)
-both call these functions, so the two agree on the same data:
+:mod:`scripts.evaluate.metrics` (ignite metrics, checkpoint selection) and :mod:`scripts.evaluate.report_metrics`
+(``metrics.json``) both call these functions, so the two agree on the same data:
 
 * :func:`class_auroc`: image-level AUROC of one class with :func:`monai.metrics.compute_roc_auc`; NaN when the images
   hold a single label value (MONAI would warn and return a meaningless number);
-* :func:`class_froc`: FROC curve of one class from pooled matching results (:func:`scripts.froc.match_detections`);
-  sensitivity NaN when there is no box (or no image), without a warning: the caller reports it as undefined;
+* :func:`class_froc`: FROC curve of one class from pooled matching results
+  (:func:`scripts.evaluate.froc.match_detections`); sensitivity NaN when there is no box (or no image), without a
+  warning: the caller reports it as undefined;
 * :func:`nanmean`: the mean over classes that skips undefined (NaN) values.
 """
 
@@ -16,14 +17,15 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from monai.metrics import compute_roc_auc
 
-from scripts.froc import ArrayLike, froc_curve_from_scores, sensitivity_at
+from scripts.evaluate.froc import ArrayLike, froc_curve_from_scores, sensitivity_at
 
-__all__ = ["FROCCurve", "class_auroc", "class_froc", "nanmean"]
+__all__ = ["FROCCurve", "class_auroc", "class_froc", "nanmean", "reliability"]
 
 
 def nanmean(values: Sequence[float]) -> float:
@@ -50,7 +52,7 @@ def class_auroc(scores: ArrayLike, labels: ArrayLike) -> float:
 
 @dataclass(frozen=True)
 class FROCCurve:
-    """FROC curve of one class in :func:`scripts.froc.froc_curve` order (``fps_per_image`` non-increasing).
+    """FROC curve of one class in :func:`scripts.evaluate.froc.froc_curve` order (``fps_per_image`` non-increasing).
 
     Attributes:
         fps_per_image: shape ``(T + 1,)``, average false positives per image, ending with the origin 0.
@@ -63,7 +65,7 @@ class FROCCurve:
     thresholds: np.ndarray
 
     def sensitivity_at(self, fp_rates: Sequence[float]) -> np.ndarray:
-        """Shape ``(R,)``: sensitivity at each FP rate (:func:`scripts.froc.sensitivity_at`)."""
+        """Shape ``(R,)``: sensitivity at each FP rate (:func:`scripts.evaluate.froc.sensitivity_at`)."""
         return sensitivity_at(self.fps_per_image, self.sensitivity, fp_rates)
 
     def score(self, fp_rates: Sequence[float]) -> float:
@@ -76,7 +78,7 @@ def class_froc(fp_scores: ArrayLike, tp_scores: ArrayLike, num_images: int) -> F
 
     Args:
         fp_scores: shape ``(F,)``, the scores of every false-positive detection.
-        tp_scores: shape ``(B,)``, per box its hit score or :data:`scripts.froc.MISSED`.
+        tp_scores: shape ``(B,)``, per box its hit score or :data:`scripts.evaluate.froc.MISSED`.
         num_images: images evaluated for FROC (boxed images only, negatives included).
 
     Returns:
@@ -87,3 +89,41 @@ def class_froc(fp_scores: ArrayLike, tp_scores: ArrayLike, num_images: int) -> F
     with warnings.catch_warnings():  # no boxes: NaN sensitivity, reported as undefined; the warning adds nothing
         warnings.filterwarnings("ignore", message="No ground-truth boxes", category=RuntimeWarning)
         return FROCCurve(*froc_curve_from_scores(fp_scores, tp_scores, num_images))
+
+
+def reliability(scores: np.ndarray, labels: np.ndarray, num_bins: int = 10) -> dict[str, Any]:
+    """Reliability diagram data and expected calibration error of image-level probabilities.
+
+    Args:
+        scores: shape ``(N,)``, predicted probabilities in ``[0, 1]``.
+        labels: shape ``(N,)``, 0/1 ground truth.
+        num_bins: equal-width probability bins on ``[0, 1]``.
+
+    Returns:
+        ``{"ece": float, "bins": [{"lower", "upper", "count", "mean_score", "positive_rate"}, ...]}``; ECE is
+        ``sum_b (n_b / N) * |positive_rate_b - mean_score_b|`` over non-empty bins (NaN for no images); empty bins
+        have ``count`` 0 and null means.
+    """
+    scores, labels = np.asarray(scores, np.float64).reshape(-1), np.asarray(labels, np.float64).reshape(-1)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape} differ in shape.")
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    which = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, num_bins - 1)
+    bins, gap = [], 0.0
+    for b in range(num_bins):
+        member = which == b
+        count = int(member.sum())
+        mean_score = float(scores[member].mean()) if count else None
+        positive_rate = float(labels[member].mean()) if count else None
+        if count:
+            gap += count * abs(positive_rate - mean_score)
+        bins.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "count": count,
+                "mean_score": mean_score,
+                "positive_rate": positive_rate,
+            }
+        )
+    return {"ece": gap / scores.size if scores.size else float("nan"), "bins": bins}

@@ -5,11 +5,11 @@ MONAI Label trains a bundle with ``configs/train.json`` and overrides ``train#da
 label map drawn in the viewer (here: 0 background, 1 rib fracture, 2 clavicle fracture, the values of
 ``outputs.pred.channel_def`` in ``configs/metadata.json``). The bundle's pipeline works on boxes (the paper's
 annotation), so :class:`LabelMapToBoxesd` turns each painted region into its bounding box, with the same keys
-that :func:`scripts.datalist.load_datalist` gives: ``boxes``, ``box_classes``, ``image_label`` and ``subset``.
+that :func:`scripts.data.datalist.load_datalist` gives: ``boxes``, ``box_classes``, ``image_label`` and ``subset``.
 
 Those items carry no ``subset`` (R/P/N) before their label map is read, so the training sampler
-(:func:`scripts.sampling.sampling_weights`, :func:`scripts.sampling.samples_per_epoch`) draws them uniformly, one
-draw per labelled image per epoch.
+(:func:`scripts.data.sampling.sampling_weights`, :func:`scripts.data.sampling.samples_per_epoch`) draws them uniformly,
+one draw per labelled image per epoch.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from monai.config import KeysCollection
 from monai.data import ITKReader, NibabelReader, PILReader
 from monai.transforms import MapTransform
 
-from scripts.loading import CXRInputError
+from scripts.data.loading import CXRInputError
 
 __all__ = [
     "LABEL_SUFFIXES",
@@ -140,7 +140,7 @@ def label_map_boxes(label_map: torch.Tensor, num_classes: int) -> tuple[np.ndarr
 class LabelMapToBoxesd(MapTransform):
     """Replace a label map (file path or ``(W, H)`` array) by the boxes of its regions and image-level labels.
 
-    Must run after :class:`scripts.loading.LoadCXRImaged` (it checks the map against ``original_size``). Items
+    Must run after :class:`scripts.data.loading.LoadCXRImaged` (it checks the map against ``original_size``). Items
     without the key (the bundle's own datalists, which give boxes) pass unchanged.
 
     Sets ``boxes`` (float32 ``(M, 4)``), ``box_classes`` (int64 ``(M,)``), ``image_label`` (float32 ``(C,)``) and

@@ -1,22 +1,25 @@
 """Numbers of the test report: per-image records, per-detection outcomes, ROC curve, operating threshold and the
-per-class metrics of ``metrics.json`` (AUROC and FROC from :mod:`scripts.class_metrics`, as validation computes them).
+per-class metrics of ``metrics.json`` (AUROC and FROC from :mod:`scripts.evaluate.class_metrics`, as validation computes
+them).
 
 Per class ``c``:
 
 * **AUROC** (image level): ``image_score[:, c]`` against ``image_label[:, c]``
-  (:func:`scripts.class_metrics.class_auroc`); NaN (``null`` in JSON) when the test set holds a single label value.
+  (:func:`scripts.evaluate.class_metrics.class_auroc`); NaN (``null`` in JSON) when the test set holds a single label
+  value.
 * **FROC** (lesion level): the class-``c`` detections ``(x, y, score)`` against the class-``c`` boxes of ALL boxed
-  images (images without class-``c`` boxes are negatives), matched by :func:`scripts.froc.match_detections` and
-  pooled into :func:`scripts.class_metrics.class_froc`; the score is the mean sensitivity at the paper FP rates
+  images (images without class-``c`` boxes are negatives), matched by :func:`scripts.evaluate.froc.match_detections` and
+  pooled into :func:`scripts.evaluate.class_metrics.class_froc`; the score is the mean sensitivity at the paper FP rates
   (0.1-0.4 FP/image) and at the CAMELYON16 rates (0.25-8 FP/image).
 * **Operating point**: the lowest score threshold whose FP rate is at most ``operating_fp_rate`` (0.4 FP/image
   by default), i.e. the most sensitive threshold within that FP budget. A box is *missed* when the maximum score
   of its class's detections inside it is below that threshold. When even the highest-scoring FP exceeds the
   budget, the threshold is ``+inf`` (``null`` in JSON): nothing is kept and every box is missed.
 
-Detection outcomes follow the matching rule of :mod:`scripts.froc` (:func:`scripts.froc.points_in_boxes`): a point
-inside a box of its class is ``"TP"`` when it holds the box's maximum score (the first such point on ties), otherwise
-``"extra-in-box"`` (neither TP nor FP); a point inside no box of its class is ``"FP"``.
+Detection outcomes follow the matching rule of :mod:`scripts.evaluate.froc`
+(:func:`scripts.evaluate.froc.points_in_boxes`): a point inside a box of its class is ``"TP"`` when it holds the box's
+maximum score (the first such point on ties), otherwise ``"extra-in-box"`` (neither TP nor FP); a point inside no box
+of its class is ``"FP"``.
 """
 
 from __future__ import annotations
@@ -28,10 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from scripts.calibration import reliability
-from scripts.class_metrics import FROCCurve, class_auroc, class_froc, nanmean
-from scripts.froc import as_rows, match_detections, points_in_boxes, to_numpy
-from scripts.operating_point import threshold_index
+from scripts.evaluate.class_metrics import FROCCurve, class_auroc, class_froc, nanmean, reliability
+from scripts.evaluate.froc import as_rows, match_detections, points_in_boxes, threshold_index, to_numpy
 
 __all__ = [
     "CAMELYON_FP_RATES",
@@ -124,8 +125,9 @@ def detection_outcomes(detections: np.ndarray, boxes: np.ndarray) -> tuple[np.nd
 
     Returns:
         ``(outcomes, box_scores)``: ``outcomes`` shape ``(N,)`` of ``"TP"``, ``"FP"`` or ``"extra-in-box"`` (the
-        :mod:`scripts.froc` rules; on tied maxima the first point is the TP); ``box_scores`` shape ``(M,)``, the
-        maximum score inside each box or ``-inf`` when no point is inside (as ``scripts.froc.match_detections``).
+        :mod:`scripts.evaluate.froc` rules; on tied maxima the first point is the TP); ``box_scores`` shape ``(M,)``,
+        the maximum score inside each box or ``-inf`` when no point is inside (as
+        ``scripts.evaluate.froc.match_detections``).
     """
     dets, gt = as_rows(detections, 3, "detections"), as_rows(boxes, 4, "boxes")
     if dets.shape[0] == 0:
@@ -166,7 +168,7 @@ def operating_point(fps_per_image: np.ndarray, thresholds: np.ndarray, fp_rate: 
     """Index of the operating point on a FROC curve: the lowest threshold with at most ``fp_rate`` FP per image.
 
     Args:
-        fps_per_image: shape ``(T + 1,)``, as returned by :func:`scripts.froc.froc_curve`.
+        fps_per_image: shape ``(T + 1,)``, as returned by :func:`scripts.evaluate.froc.froc_curve`.
         thresholds: shape ``(T + 1,)``, ascending and ending with ``+inf`` (whose FP rate is 0).
         fp_rate: FP budget, false positives per image.
 

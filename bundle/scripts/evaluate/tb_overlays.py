@@ -2,7 +2,7 @@
 
 MONAI's ``TensorBoardImageHandler`` logs the input and each output channel as separate grey images; a reader of
 a fracture heatmap needs the probabilities blended over the radiograph with the detections and the expert boxes
-drawn in, which is what :func:`scripts.writers.render_overlay` renders. This handler feeds those renders to
+drawn in, which is what :func:`scripts.evaluate.overlays.render_overlay` renders. This handler feeds those renders to
 TensorBoard, one image per validation image, stepped by the validation epoch (= the trainer's epoch when the
 evaluator is run by ``ValidationHandler``).
 """
@@ -17,8 +17,8 @@ import torch
 from monai.handlers.tensorboard_handlers import TensorBoardHandler
 from PIL import ImageDraw
 
-from scripts.transforms import unpack_boxes
-from scripts.writers import render_overlay
+from scripts.data.transforms import unpack_boxes
+from scripts.evaluate.overlays import render_overlay
 
 if TYPE_CHECKING:
     from ignite.engine import Engine

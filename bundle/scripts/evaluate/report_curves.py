@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from scripts.calibration import reliability
-from scripts.report_crops import safe_name
-from scripts.report_metrics import ClassEvaluation
-from scripts.writers import CLASS_COLOURS
+from scripts.evaluate.class_metrics import reliability
+from scripts.evaluate.overlays import CLASS_COLOURS
+from scripts.evaluate.report_crops import safe_name
+from scripts.evaluate.report_metrics import ClassEvaluation
 
 _PLOT_FP_RANGE = (0.05, 8.0)  # x range of the FROC plot, FP per image (log scale)
 

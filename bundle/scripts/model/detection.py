@@ -7,7 +7,7 @@ classes in one vectorised pass, which matters when validation runs every epoch.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import torch
@@ -15,11 +15,10 @@ import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from scripts.network import OUTPUT_STRIDE
-from scripts.operating_point import class_threshold
-from scripts.transforms import letterbox_content_size
+from scripts.data.transforms import letterbox_content_size
+from scripts.model.network import OUTPUT_STRIDE
 
-__all__ = ["HeatmapToDetectionsd", "detection_record", "detections_by_class", "heatmap_peaks"]
+__all__ = ["HeatmapToDetectionsd", "detections_by_class", "heatmap_peaks"]
 
 # Detections keep this far (file pixels) inside the far edge: the JSON rounds coordinates to one decimal.
 _EDGE_MARGIN = 0.1
@@ -67,7 +66,7 @@ class HeatmapToDetectionsd(MapTransform):
     """Turn a probability heatmap into detections ``(x, y, score, class_index)`` in the file's pixels.
 
     A cell ``i`` covers network pixels ``[stride * i, stride * (i + 1))``; the centre of the part of it that holds
-    image content is mapped back through :class:`scripts.transforms.LetterboxResized`'s ``scale``:
+    image content is mapped back through :class:`scripts.data.transforms.LetterboxResized`'s ``scale``:
     ``x = (stride * i + min(stride * (i + 1), w)) / 2 / sx``, with ``w`` the resized content width. For a cell
     wholly inside the content this is its centre; for the last, partly padded cell it is the centre of its content,
     so a detection never lies in the padding, i.e. outside the file. Coordinates are continuous (pixel ``k`` spans
@@ -123,50 +122,3 @@ def detections_by_class(detections: torch.Tensor, num_classes: int) -> list[torc
     """Split ``(K, 4)`` detections into one ``(N_c, 3)`` array ``(x, y, score)`` per class."""
     detections = torch.as_tensor(detections).reshape(-1, 4)
     return [detections[detections[:, 3] == c, :3] for c in range(num_classes)]
-
-
-def detection_record(
-    detections: torch.Tensor,
-    image_score: torch.Tensor,
-    original_size: Any,
-    class_names: Sequence[str],
-    decimals: int = 4,
-    operating_point: Mapping[str, Mapping[str, float | None]] | None = None,
-) -> dict[str, Any]:
-    """JSON-serialisable summary of one image: the per-image JSON of inference and MONAI Label's ``result``.
-
-    Returns ``{"image_size": [W, H], "classes": [...], "image_score": {class: p}, "detections": [{"class",
-    "x", "y", "score"}, ...]}``; ``x``/``y`` are continuous file pixels (x = column) rounded to one decimal,
-    scores to ``decimals``. With an ``operating_point`` (:func:`scripts.operating_point.load_operating_point`) each
-    detection also gets ``"finding"`` (score at or above its class's threshold), and the record gets
-    ``"image_call"`` ``{class: bool}`` (a finding of that class in the image) and ``"operating_point"`` ``{class:
-    {"threshold", "fp_per_image", "validation_sensitivity"}}``.
-
-    Args:
-        detections: ``(K, 4)`` rows ``(x, y, score, class_index)``.
-        image_score: ``(C,)`` image-level probabilities; original_size: file size ``[W, H]``.
-        class_names: one name per class.
-        operating_point: per-class thresholds chosen on validation, or None.
-    """
-    class_names = list(class_names)
-    per_class = detections_by_class(torch.as_tensor(detections).detach().cpu(), len(class_names))
-    scores = torch.as_tensor(image_score).detach().cpu().reshape(-1).tolist()
-    record = {
-        "image_size": [int(v) for v in torch.as_tensor(original_size).reshape(-1).tolist()],
-        "classes": class_names,
-        "image_score": {name: round(float(score), decimals) for name, score in zip(class_names, scores, strict=True)},
-        "detections": [
-            {"class": class_names[cls], "x": round(x, 1), "y": round(y, 1), "score": round(score, decimals)}
-            for cls, rows in enumerate(per_class)
-            for x, y, score in rows.tolist()
-        ],
-    }
-    if operating_point is not None:
-        thresholds = [class_threshold(operating_point, name) for name in class_names]
-        flags = [score >= thresholds[cls] for cls, rows in enumerate(per_class) for score in rows[:, 2].tolist()]
-        for entry, finding in zip(record["detections"], flags, strict=True):
-            entry["finding"] = bool(finding)
-        record["image_call"] = {name: any(d["finding"] for d in record["detections"] if d["class"] == name)
-                                for name in class_names}  # fmt: skip
-        record["operating_point"] = {name: dict(operating_point[name]) for name in class_names}
-    return record

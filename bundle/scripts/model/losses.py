@@ -20,7 +20,7 @@ class HeatmapBCELoss(nn.Module):
     ``ln w`` logits, and an EMA teacher would feed that raise back into itself. For hard 0/1 labels the
     minimiser is the label whatever ``w`` is; the weight only trades errors between pixels the network cannot
     tell apart, which makes its probabilities over-confident by a factor ``w`` in the odds. Stage 2 therefore
-    runs with ``pos_weight = 1`` on a calibrated stage-1 model (see :mod:`scripts.calibration`).
+    runs with ``pos_weight = 1`` on a calibrated stage-1 model (see :mod:`scripts.distill.calibration`).
 
     Args:
         pos_weight: weight of the positive term of every hard positive pixel; 1.0 is plain BCE.

@@ -1,6 +1,6 @@
 """Ignite metrics for validation: image-level AUROC and FROC per fracture class, and the checkpoint selection score.
 
-MONAI has the computations (``monai.metrics.compute_roc_auc``; FROC in :mod:`scripts.froc` on top of
+MONAI has the computations (``monai.metrics.compute_roc_auc``; FROC in :mod:`scripts.evaluate.froc` on top of
 ``monai.metrics.compute_froc_score``) but no ignite metric that
 
 * reports each class under its own name *and* a mean that skips classes without positives (MONAI's
@@ -10,8 +10,8 @@ MONAI has the computations (``monai.metrics.compute_roc_auc``; FROC in :mod:`scr
   like scores).
 
 Both metrics keep per-image results and gather them across processes in ``compute`` so that distributed
-validation gives the same numbers as a single process. The per-class values come from :mod:`scripts.class_metrics`,
-which the test report (``metrics.json``) uses too.
+validation gives the same numbers as a single process. The per-class values come from
+:mod:`scripts.evaluate.class_metrics`, which the test report (``metrics.json``) uses too.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import torch
 from ignite.engine import Engine
 from ignite.metrics import Metric, MetricsLambda
 
-from scripts.class_metrics import class_auroc, class_froc, nanmean
-from scripts.froc import DEFAULT_FP_RATES, match_detections
-from scripts.transforms import is_boxed, unpack_boxes
+from scripts.data.transforms import is_boxed, unpack_boxes
+from scripts.evaluate.class_metrics import class_auroc, class_froc, nanmean
+from scripts.evaluate.froc import DEFAULT_FP_RATES, match_detections
 
 __all__ = ["FROCMetric", "ImageAUROC", "selection_metric"]
 
@@ -95,14 +95,14 @@ class FROCMetric(_PerClassMetric):
     Args:
         class_names: one name per class, in channel order.
         output_transform: maps the engine output to ``(detections, box_tables)``: per image a ``(K, 4)`` tensor
-            of ``(x, y, score, class_index)`` (:class:`scripts.detection.HeatmapToDetectionsd`) and a
-            ``(max_boxes, 5)`` table (:class:`scripts.transforms.PackBoxesd`), both in file pixels.
+            of ``(x, y, score, class_index)`` (:class:`scripts.model.detection.HeatmapToDetectionsd`) and a
+            ``(max_boxes, 5)`` table (:class:`scripts.data.transforms.PackBoxesd`), both in file pixels.
         fp_rates: false positives per image at which sensitivity is averaged (the paper's 0.1 to 0.4).
 
-    Images with image-level labels only (:func:`scripts.transforms.is_boxed` False) are left out: their
+    Images with image-level labels only (:func:`scripts.data.transforms.is_boxed` False) are left out: their
     fractures have no boxes to hit. Per image only the matching result is kept (false-positive scores and each
     box's hit score), which is
-    what :func:`scripts.froc.froc_curve_from_scores` needs, so memory stays small on large validation sets.
+    what :func:`scripts.evaluate.froc.froc_curve_from_scores` needs, so memory stays small on large validation sets.
     """
 
     def __init__(

@@ -55,6 +55,7 @@ __all__ = [
     "froc_curve",
     "sensitivity_at",
     "froc_score",
+    "threshold_index",
 ]
 
 #: TP score of a box that no detection hit. Detection scores must be finite, so it never passes a threshold.
@@ -280,3 +281,14 @@ def froc_score(
     fps, sens, _ = froc_curve(detections, boxes)
     # the curve is already in the order compute_froc_score expects (fps non-increasing): it reverses it itself.
     return float(compute_froc_score(fps, sens, tuple(_check_rates(fp_rates))))
+
+
+def threshold_index(fps_per_image: np.ndarray, thresholds: np.ndarray, fp_rate: float) -> int:
+    """Index of the lowest threshold whose FP rate is at most ``fp_rate`` on a curve of :mod:`scripts.evaluate.froc`.
+
+    Args:
+        fps_per_image: ``(T + 1,)`` FP rates, non-increasing; thresholds: ``(T + 1,)`` ascending, last ``+inf``.
+        fp_rate: FP budget, false positives per image.
+    """
+    within = np.flatnonzero(np.asarray(fps_per_image) <= fp_rate * (1 + 1e-9))  # tolerance for count / N rounding
+    return int(within[np.argmin(np.asarray(thresholds)[within])])

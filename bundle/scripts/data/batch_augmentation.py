@@ -10,7 +10,7 @@ and the resampling is that of MONAI's batched ``AffineTransform`` layer (MONAI's
 ``affine_grid`` and ``grid_sample``), with one sampling grid shared by each image and its mask.
 
 Draws use torch's global generator (CPU for the parameters, the batch's device for the noise), which
-``scripts.checkpoints.RandomStates`` saves with every checkpoint: a resumed run augments as the uninterrupted
+``scripts.utils.checkpoints.RandomStates`` saves with every checkpoint: a resumed run augments as the uninterrupted
 run would have.
 
 Geometry follows the bundle's convention: images ``(B, C, W, H)``, first spatial axis = x = column.

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from scripts.report_crops import OverlayItem
-from scripts.report_metrics import ImageRecord, rate_key
-from scripts.report_table import cell, metrics_table_rows
+from scripts.evaluate.report_crops import OverlayItem
+from scripts.evaluate.report_metrics import ImageRecord, rate_key
+from scripts.evaluate.report_table import cell, metrics_table_rows
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;

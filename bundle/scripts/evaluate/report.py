@@ -1,10 +1,10 @@
 """Evaluation report of a test set: ``metrics.json``, curves, ``detections.json``, overlay crops and ``report.html``.
 
-The evaluation workflow gathers one :class:`scripts.report_metrics.ImageRecord` per test image and calls
-:func:`write_evaluation_report` once at the end (:func:`scripts.report_metrics.compute_metrics` gives the numbers
-only). The parts: :mod:`scripts.report_metrics` (records, outcomes, metrics), :mod:`scripts.report_table` (metrics
-table), :mod:`scripts.report_curves` (CSV curves and plots), :mod:`scripts.report_crops` (overlay crops) and
-:mod:`scripts.report_html` (the HTML page).
+The evaluation workflow gathers one :class:`scripts.evaluate.report_metrics.ImageRecord` per test image and calls
+:func:`write_evaluation_report` once at the end (:func:`scripts.evaluate.report_metrics.compute_metrics` gives the
+numbers only). The parts: :mod:`scripts.evaluate.report_metrics` (records, outcomes, metrics),
+:mod:`scripts.evaluate.report_table` (metrics table), :mod:`scripts.evaluate.report_curves` (CSV curves and plots),
+:mod:`scripts.evaluate.report_crops` (overlay crops) and :mod:`scripts.evaluate.report_html` (the HTML page).
 
 Coordinates are file pixels, continuous (pixel ``k`` spans ``[k, k + 1)``), ``x`` = column, ``y`` = row. All
 outputs are deterministic (no timestamps), so two runs on the same records give identical files.
@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from scripts.operating_point import evaluate_at_operating_point
-from scripts.report_crops import missed_boxes, top_false_positives, write_overlays
-from scripts.report_curves import plot_froc, plot_reliability, plot_roc, write_curves
-from scripts.report_html import render_html
-from scripts.report_metrics import (
+from scripts.evaluate.operating_point import evaluate_at_operating_point
+from scripts.evaluate.report_crops import missed_boxes, top_false_positives, write_overlays
+from scripts.evaluate.report_curves import plot_froc, plot_reliability, plot_roc, write_curves
+from scripts.evaluate.report_html import render_html
+from scripts.evaluate.report_metrics import (
     CAMELYON_FP_RATES,
     OPERATING_FP_RATE,
     PAPER_FP_RATES,
@@ -116,9 +116,9 @@ def write_evaluation_report(
         num_overlays: number of false-positive crops and maximum number of missed-box crops.
         operating_fp_rate: FP budget (per image) of the operating threshold.
         shipped_operating_point: the thresholds shipped with the model, chosen on validation
-            (:func:`scripts.operating_point.load_operating_point`); their results on this split
-            (:func:`scripts.operating_point.evaluate_at_operating_point`) go to ``metrics["shipped_operating_point"]``
-            and ``report.html``. This split never chooses them.
+            (:func:`scripts.evaluate.operating_point.load_operating_point`); their results on this split
+            (:func:`scripts.evaluate.operating_point.evaluate_at_operating_point`) go to
+            ``metrics["shipped_operating_point"]`` and ``report.html``. This split never chooses them.
 
     Returns:
         The metrics dict written to ``metrics.json``.

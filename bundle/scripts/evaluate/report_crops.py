@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from scripts.loading import load_cxr
-from scripts.report_metrics import FP, ImageOutcomes, ImageRecord
-from scripts.writers import CLASS_COLOURS
+from scripts.data.loading import load_cxr
+from scripts.evaluate.overlays import CLASS_COLOURS
+from scripts.evaluate.report_metrics import FP, ImageOutcomes, ImageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _render_crop(
     """Overlay crop of one gallery item.
 
     Args:
-        grey: the windowed image, ``uint8`` of shape ``(W, H)`` (axis 0 = x, as :func:`scripts.loading.load_cxr`).
+        grey: the windowed image, ``uint8`` of shape ``(W, H)`` (axis 0 = x, as :func:`scripts.data.loading.load_cxr`).
         record: the item's image record (all its boxes and the item class's detections are drawn).
         item: the false positive or missed box to centre on.
         class_names: names for the caption strip.

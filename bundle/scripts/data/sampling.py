@@ -6,7 +6,7 @@ so that, in expectation, a fraction ``mix[subset]`` of each batch comes from tha
 MONAI's ``DistributedWeightedRandomSampler`` (one process or many); ``train.json`` calls :func:`sampling_weights`
 and :func:`samples_per_epoch`.
 
-Items without a ``subset`` (MONAI Label's image/label-map pairs, see :mod:`scripts.labelled_images`) are drawn
+Items without a ``subset`` (MONAI Label's image/label-map pairs, see :mod:`scripts.data.labelled_images`) are drawn
 uniformly, once each per epoch: their subset is only known after their label map is read.
 """
 

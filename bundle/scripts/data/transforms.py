@@ -8,7 +8,7 @@ Pipeline (see ``configs/train.json``)::
     LoadCXRImaged -> PackBoxesd (original-pixel box table, for FROC)
       -> PercentileScaleIntensityd -> LetterboxResized (image + boxes to the network grid)
       -> BoxesToMaskd (per-class box masks), cached
-      -> per batch: scripts.batch_augmentation (random affine, flip, intensity; max-pool to stride-4 targets)
+      -> per batch: scripts.data.batch_augmentation (random affine, flip, intensity; max-pool to stride-4 targets)
 
 :class:`DownsampleMaskd` does that max-pooling for one item, where no batch augmentation runs.
 """
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Resize, ScaleIntensityRange, SpatialPad
 
-from scripts.loading import CXRInputError
+from scripts.data.loading import CXRInputError
 
 __all__ = [
     "BoxesToMaskd",

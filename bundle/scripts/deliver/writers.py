@@ -14,101 +14,35 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageDraw
 
-from scripts.checkpoints import atomic_open
-from scripts.detection import detection_record
-from scripts.inference import strip_image_suffix
-from scripts.loading import WARNINGS_KEY
-from scripts.operating_point import finding_flags
-from scripts.transforms import letterbox_content_size
+from scripts.data.loading import WARNINGS_KEY
+from scripts.deliver.inference import strip_image_suffix
+from scripts.deliver.records import detection_record
+from scripts.evaluate.operating_point import finding_flags
+from scripts.evaluate.overlays import render_overlay
+from scripts.utils.checkpoints import atomic_open
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["DetectionWriter", "render_overlay", "write_text_atomic", "CLASS_COLOURS"]
+__all__ = ["DetectionWriter", "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
 
-#: RGB colour of each class in overlays (rib red, clavicle cyan, then others).
-CLASS_COLOURS = ((255, 60, 40), (40, 220, 255), (255, 220, 0), (160, 80, 255))
-
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through :func:`scripts.checkpoints.atomic_open`: never half a file. No fsync: one
-    result per image of a large archive, where a per-file disk flush would cost more than a lost result."""
+    """Write ``text`` to ``path`` through :func:`scripts.utils.checkpoints.atomic_open`: never half a file. No fsync:
+    one result per image of a large archive, where a per-file disk flush would cost more than a lost result."""
     with atomic_open(path, durable=False) as stream:
         stream.write(text)
-
-
-def render_overlay(
-    image: torch.Tensor,
-    heatmap: torch.Tensor,
-    detections: torch.Tensor,
-    scale: torch.Tensor,
-    original_size: torch.Tensor,
-    class_names: Sequence[str],
-    alpha: float = 0.6,
-    findings: Sequence[bool] | None = None,
-) -> Image.Image:
-    """Draw the heatmap and detections over the network-resolution image.
-
-    With ``findings`` (one flag per detection, :func:`scripts.operating_point.finding_flags`), a finding is drawn
-    as a thick ring with its score and a candidate (below the operating point) as a thin, smaller ring without
-    text; without it every detection is drawn as a ring with its score.
-
-    Args:
-        image: network input ``(1, S, S)`` in ``[0, 1]``.
-        heatmap: probabilities ``(C, S / stride, S / stride)``.
-        detections: ``(K, 4)`` rows ``(x, y, score, class)`` in file pixels.
-        scale: letterbox scale ``[sx, sy]``; original_size: file size ``[W, H]``.
-        class_names: one name per heatmap channel (for the legend).
-        alpha: opacity of a heatmap pixel of probability 1.
-        findings: ``(K,)`` finding (True) or candidate (False) per detection, or None.
-
-    Returns:
-        RGB image of the un-padded network grid, rows = y.
-    """
-    width, height = letterbox_content_size(original_size, scale)
-    scale = np.asarray(scale, float)
-    grey = np.asarray(image, np.float32)[0, :width, :height]
-    stride = image.shape[-1] / heatmap.shape[-1]
-    upsampled = F.interpolate(torch.as_tensor(heatmap)[None].float(), scale_factor=stride, mode="bilinear")[0]
-    probs = upsampled.numpy()[:, :width, :height]
-    rgb = np.repeat(np.clip(grey, 0, 1)[..., None] * 255.0, 3, axis=-1)
-    for cls in range(probs.shape[0]):
-        weight = (alpha * np.clip(probs[cls], 0, 1))[..., None]
-        rgb = rgb * (1 - weight) + np.asarray(CLASS_COLOURS[cls % len(CLASS_COLOURS)], float) * weight
-    canvas = Image.fromarray(np.transpose(rgb, (1, 0, 2)).astype(np.uint8))  # (w, h, 3) -> rows = y
-    draw = ImageDraw.Draw(canvas)
-    radius = max(3, canvas.width // 100)
-    rows = torch.as_tensor(detections).reshape(-1, 4).tolist()
-    flags = [None] * len(rows) if findings is None else [bool(f) for f in findings]
-    for (x, y, score, cls), finding in zip(rows, flags, strict=True):
-        px, py = x * scale[0], y * scale[1]
-        colour = CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]
-        if finding is False:  # candidate: thin and small, no score
-            small = max(2, radius * 2 // 3)
-            draw.ellipse([px - small, py - small, px + small, py + small], outline=colour, width=1)
-            continue
-        ring = radius + 2 if finding else radius
-        draw.ellipse([px - ring, py - ring, px + ring, py + ring], outline=colour, width=4 if finding else 2)
-        draw.text((px + ring + 2, py - ring), f"{score:.2f}", fill=colour)
-    for cls, name in enumerate(class_names):
-        draw.text((4, 4 + 12 * cls), name, fill=CLASS_COLOURS[cls % len(CLASS_COLOURS)])
-    if findings is not None:
-        draw.text((4, 4 + 12 * len(class_names)), "thick ring: finding, thin ring: candidate", fill=(255, 255, 255))
-    return canvas
 
 
 class DetectionWriter:
     """Write ``<name>.json`` (and ``<name>_overlay.png``) per image and ``summary.json`` at the end.
 
-    ``<name>`` is the item's ``output_name`` (see :func:`scripts.inference.output_names`: the path relative to the
-    input folder without its ending, unique for every input), else the file name without its ending. Per-image
+    ``<name>`` is the item's ``output_name`` (see :func:`scripts.deliver.inference.output_names`: the path relative to
+    the input folder without its ending, unique for every input), else the file name without its ending. Per-image
     JSON::
 
         {"image": path, "image_size": [W, H], "classes": [...],
@@ -120,11 +54,11 @@ class DetectionWriter:
     accounts for every path: ``{"processed": n, "refused": n, "skipped": n, "existing": n, "with_warnings": n,
     "images": [{"image": path, "status": ..., "result": name.json | "reason": text, "warnings": [...]}]}`` with
     status ``processed`` (result written), ``refused`` (an image file that cannot be scored, e.g. unreadable or
-    blank: ``error`` set by :class:`scripts.inference.FailSafeDataset`), ``skipped`` (not an image file) or
+    blank: ``error`` set by :class:`scripts.deliver.inference.FailSafeDataset`), ``skipped`` (not an image file) or
     ``existing`` (result already there, ``skip_existing``). The run goes on past every refused file.
 
     With an ``operating_point`` every detection also has ``"finding"`` and the record ``"image_call"`` and
-    ``"operating_point"`` (:func:`scripts.detection.detection_record`).
+    ``"operating_point"`` (:func:`scripts.deliver.records.detection_record`).
 
     Args:
         output_dir: folder for the results (created).
@@ -132,11 +66,13 @@ class DetectionWriter:
         overlay: also write an overlay PNG per image.
         score_decimals: rounding of scores and coordinates in the JSON.
         heatmap_key: key of the probability heatmap ``(C, w, h)`` drawn in the overlay. ``pred`` holds the label
-            map at the file's size by then (:class:`scripts.labelmap.HeatmapToLabelMapd`, for MONAI Label).
-        skipped: paths not run on, ``{"image", "status", "reason"}`` (:attr:`scripts.inference.InputListing.skipped`).
+            map at the file's size by then (:class:`scripts.deliver.labelmap.HeatmapToLabelMapd`, for MONAI Label).
+        skipped: paths not run on, ``{"image", "status", "reason"}``
+            (:attr:`scripts.deliver.inference.InputListing.skipped`).
         operating_point: per-class thresholds chosen on validation
-            (:func:`scripts.operating_point.load_operating_point`): each detection is marked ``"finding"`` or not,
-            ``image_call`` and ``operating_point`` are added to the JSON, and the overlay draws the two kinds apart.
+            (:func:`scripts.evaluate.operating_point.load_operating_point`): each detection is marked ``"finding"``
+            or not, ``image_call`` and ``operating_point`` are added to the JSON, and the overlay draws the two kinds
+            apart.
     """
 
     def __init__(

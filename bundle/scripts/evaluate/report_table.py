@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from scripts.report_metrics import rate_key
+from scripts.evaluate.report_metrics import rate_key
 
 __all__ = ["format_metrics_table"]
 

@@ -11,7 +11,7 @@ the bundle's own writer:
       -> d["result"]: detections and image scores as JSON-serialisable values (MONAI Label returns it as-is)
 
 Layout: the label map has the loader's ``(W, H)`` axes (axis 0 = x = column), the same as the input tensor
-``(1, W, H)`` of :class:`scripts.loading.LoadCXRImaged`; MONAI Label's ITK writer transposes it to the row-major
+``(1, W, H)`` of :class:`scripts.data.loading.LoadCXRImaged`; MONAI Label's ITK writer transposes it to the row-major
 array ITK expects, so the written file has the input's width and height.
 """
 
@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from scripts.detection import detection_record
-from scripts.loading import WARNINGS_KEY
-from scripts.network import OUTPUT_STRIDE
-from scripts.transforms import letterbox_content_size
+from scripts.data.loading import WARNINGS_KEY
+from scripts.data.transforms import letterbox_content_size
+from scripts.deliver.records import detection_record
+from scripts.model.network import OUTPUT_STRIDE
 
 __all__ = ["DetectionsToResultd", "HeatmapToLabelMapd", "heatmap_to_label_map", "upsample_to_original"]
 
@@ -100,12 +100,12 @@ class HeatmapToLabelMapd(MapTransform):
         keys: heatmap key, probabilities ``(C, w, h)`` on the letterboxed stride-``stride`` grid.
         heatmap_key: where the heatmap is kept (for overlays); ``None`` drops it.
         threshold: minimum probability of a labelled pixel.
-        scale_key: letterbox scale ``[sx, sy]`` from :class:`scripts.transforms.LetterboxResized`.
-        original_size_key: file size ``[W, H]`` from :class:`scripts.loading.LoadCXRImaged`.
+        scale_key: letterbox scale ``[sx, sy]`` from :class:`scripts.data.transforms.LetterboxResized`.
+        original_size_key: file size ``[W, H]`` from :class:`scripts.data.loading.LoadCXRImaged`.
         stride: network pixels per heatmap cell.
 
     Items without the scale or size (the placeholders of unreadable files, see
-    :class:`scripts.inference.FailSafeDataset`) are left as they are.
+    :class:`scripts.deliver.inference.FailSafeDataset`) are left as they are.
     """
 
     def __init__(
@@ -177,8 +177,8 @@ class DetectionsToResultd(MapTransform):
          "warnings": ["DICOM ViewPosition is not set: ..."]}
 
     ``x``/``y`` are continuous pixel coordinates of the original file (x = column, y = row), as in the bundle's
-    own per-image JSON (:class:`scripts.writers.DetectionWriter`); ``warnings`` are those of the loader
-    (:class:`scripts.loading.LoadCXRImaged`, e.g. DICOM tags that are not set).
+    own per-image JSON (:class:`scripts.deliver.writers.DetectionWriter`); ``warnings`` are those of the loader
+    (:class:`scripts.data.loading.LoadCXRImaged`, e.g. DICOM tags that are not set).
 
     Args:
         keys: key of the ``(K, 4)`` detections ``(x, y, score, class_index)``.

@@ -181,7 +181,7 @@ class RandomStates:
 
     In ``save_dict`` it makes a resumed run draw the same random numbers after the restored epoch as the
     uninterrupted run did: the weighted sampler's draws, the batched augmentation's parameters and noise
-    (``scripts.batch_augmentation`` draws from torch's global generators) and the seeds of data-loader workers.
+    (``scripts.data.batch_augmentation`` draws from torch's global generators) and the seeds of data-loader workers.
     MONAI random transforms running in the main process keep their own generators, which are not restored. Under
     ``torch.distributed`` the file holds rank 0's states; the other ranks reseed from them plus their rank, so that
     they keep distinct streams.

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from scripts.loading import image_format
-from scripts.operating_point import finding_flags
+from scripts.data.loading import image_format
+from scripts.evaluate.operating_point import finding_flags
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -91,7 +91,7 @@ def build_study_report(
         images: per image of the study its DICOM header (pixel data not needed) and its result, with
             ``detections`` ``(K, 4)`` rows ``(x, y, score, class_index)`` in file pixels and ``image_score`` ``(C,)``.
         class_names: class names in channel order (each needs a code in :data:`FINDING_CODES`).
-        operating_point: per-class thresholds (:func:`scripts.operating_point.load_operating_point`).
+        operating_point: per-class thresholds (:func:`scripts.evaluate.operating_point.load_operating_point`).
         algorithm_name, algorithm_version: the observer device and algorithm identification.
         series_number: SeriesNumber of the report.
 
@@ -251,7 +251,7 @@ class DicomSRWriter:
     Args:
         output_dir: folder of the reports (the inference output folder).
         class_names: class names in channel order.
-        operating_point: per-class thresholds (:func:`scripts.operating_point.load_operating_point`).
+        operating_point: per-class thresholds (:func:`scripts.evaluate.operating_point.load_operating_point`).
         algorithm_name, algorithm_version: written as the observer device and algorithm.
         structured_report: write the SR per study.
         presentation_states: write a Grayscale Softcopy Presentation State per image.

@@ -1,4 +1,4 @@
-"""Calibration of image scores: reliability statistics, Platt scaling, and folding it into the network's head.
+"""Calibration of image scores: Platt scaling, and folding it into the network's head.
 
 AALS compares teacher probabilities with a fixed point ``t = 0.4`` and adapts its strength to the image maximum
 ``y_max``: both assume that a probability means what it says. A network trained with a positive-pixel weight
@@ -10,8 +10,9 @@ monotone map, the calibrated image score is still the maximum of the calibrated 
 folded into the last 1x1 convolution of the head (:func:`fold_platt_into_head`): the calibrated network is an
 ordinary checkpoint.
 
-The reliability statistics (:func:`reliability`) feed the evaluation report's reliability diagram and expected
-calibration error (ECE). Nothing in MONAI or ignite fits Platt scaling or computes ECE, hence this module.
+The handler logs the expected calibration error before and after
+(:func:`scripts.evaluate.class_metrics.reliability`, which the evaluation report uses too). Nothing in MONAI or
+ignite fits Platt scaling, hence this module.
 """
 
 from __future__ import annotations
@@ -20,18 +21,20 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from scripts.checkpoints import save_atomic, write_json_atomic
+from scripts.evaluate.class_metrics import reliability
+from scripts.evaluate.operating_point import operating_point_path
+from scripts.utils.checkpoints import save_atomic, write_json_atomic
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["PlattCalibrationHandler", "fit_platt", "fit_platt_logits", "fold_platt_into_head", "reliability"]
+__all__ = ["PlattCalibrationHandler", "fit_platt", "fit_platt_logits", "fold_platt_into_head"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,44 +44,6 @@ _EPS = 1e-6  # probabilities are clamped to [eps, 1 - eps] before taking logits
 def _logit(prob: np.ndarray) -> np.ndarray:
     prob = np.clip(np.asarray(prob, dtype=np.float64), _EPS, 1.0 - _EPS)
     return np.log(prob) - np.log1p(-prob)
-
-
-def reliability(scores: np.ndarray, labels: np.ndarray, num_bins: int = 10) -> dict[str, Any]:
-    """Reliability diagram data and expected calibration error of image-level probabilities.
-
-    Args:
-        scores: shape ``(N,)``, predicted probabilities in ``[0, 1]``.
-        labels: shape ``(N,)``, 0/1 ground truth.
-        num_bins: equal-width probability bins on ``[0, 1]``.
-
-    Returns:
-        ``{"ece": float, "bins": [{"lower", "upper", "count", "mean_score", "positive_rate"}, ...]}``; ECE is
-        ``sum_b (n_b / N) * |positive_rate_b - mean_score_b|`` over non-empty bins (NaN for no images); empty bins
-        have ``count`` 0 and null means.
-    """
-    scores, labels = np.asarray(scores, np.float64).reshape(-1), np.asarray(labels, np.float64).reshape(-1)
-    if scores.shape != labels.shape:
-        raise ValueError(f"scores {scores.shape} and labels {labels.shape} differ in shape.")
-    edges = np.linspace(0.0, 1.0, num_bins + 1)
-    which = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, num_bins - 1)
-    bins, gap = [], 0.0
-    for b in range(num_bins):
-        member = which == b
-        count = int(member.sum())
-        mean_score = float(scores[member].mean()) if count else None
-        positive_rate = float(labels[member].mean()) if count else None
-        if count:
-            gap += count * abs(positive_rate - mean_score)
-        bins.append(
-            {
-                "lower": float(edges[b]),
-                "upper": float(edges[b + 1]),
-                "count": count,
-                "mean_score": mean_score,
-                "positive_rate": positive_rate,
-            }
-        )
-    return {"ece": gap / scores.size if scores.size else float("nan"), "bins": bins}
 
 
 def fit_platt(scores: np.ndarray, labels: np.ndarray, max_iter: int = 100) -> tuple[float, float]:
@@ -151,9 +116,9 @@ class PlattCalibrationHandler:
     every class, folds them into ``head`` (the network's last convolution), saves ``{"model": state_dict}`` to
     ``output_path`` and writes the parameters with reliability statistics before and after to
     ``<output_path stem>_calibration.json``. When the source checkpoint has an operating point (chosen on
-    validation during training, :mod:`scripts.operating_point`), the calibrated checkpoint gets the same operating
-    point with every threshold mapped through the same Platt transform: the map changes monotonically per class,
-    so the same peaks are findings and the validation sensitivity and FP rate stay what they were.
+    validation during training, :mod:`scripts.evaluate.operating_point`), the calibrated checkpoint gets the same
+    operating point with every threshold mapped through the same Platt transform: the map changes monotonically per
+    class, so the same peaks are findings and the validation sensitivity and FP rate stay what they were.
 
     Args:
         network: the network to calibrate (its weights are changed in place).
@@ -231,8 +196,6 @@ class PlattCalibrationHandler:
             self._carry_operating_point(a, b)
 
     def _carry_operating_point(self, a: Sequence[float], b: Sequence[float]) -> None:
-        from scripts.operating_point import operating_point_path
-
         source = Path(operating_point_path(self.source_checkpoint))
         if not source.is_file():
             return

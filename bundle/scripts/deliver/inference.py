@@ -4,7 +4,7 @@ A hospital export holds the odd truncated DICOM, a secondary capture without pix
 named like an image or a broken link. :func:`list_inputs` lists every path under the input folder: the files to
 run on (each with a unique output name that keeps its relative folder) and the paths skipped with the reason.
 MONAI's ``Dataset`` would stop the whole run at the first unreadable file; :class:`FailSafeDataset` instead
-returns a small placeholder marked with the error, and :class:`scripts.writers.DetectionWriter` lists it, and
+returns a small placeholder marked with the error, and :class:`scripts.deliver.writers.DetectionWriter` lists it, and
 every skipped path, in ``summary.json``.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from monai.data import Dataset
 
-from scripts.datalist import load_datalist
-from scripts.loading import SUPPORTED_SUFFIXES, CXRInputError, image_format
+from scripts.data.datalist import load_datalist
+from scripts.data.loading import SUPPORTED_SUFFIXES, CXRInputError, image_format
 
 __all__ = ["FailSafeDataset", "InputListing", "find_images", "list_inputs", "output_names", "strip_image_suffix"]
 
