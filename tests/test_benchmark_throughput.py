@@ -1,4 +1,4 @@
-"""The throughput benchmark's instruments: phase stamps, phase tables, peak memory and the model-card table.
+"""The throughput benchmark's parts: phase stamps, phase tables and ratios, peak memory, the model-card table.
 
 The benchmark itself is run by hand (``python scripts/benchmark_throughput.py``); these tests check that what it
 reports is computed right, on a toy ignite engine and synthetic stamps.
@@ -10,18 +10,11 @@ import os
 
 import pytest
 import torch
-from benchmark_throughput import (
-    TABLE_END,
-    TABLE_START,
-    Clock,
-    StepTimer,
-    TimedCall,
-    _peak_rss_mb,
-    model_card_table,
-    phase_table,
-    write_model_card_table,
-)
 from ignite.engine import Engine, Events
+from throughput_report import TABLE_END, TABLE_START, model_card_table, write_model_card_table
+from throughput_sides import _peak_rss_mb
+from throughput_stats import phase_table, run_summary
+from throughput_timing import PHASES, Clock, StepTimer, TimedCall
 
 
 def test_step_timer_stamps_every_iteration_and_takes_the_augmentation_out():
@@ -55,6 +48,29 @@ def test_phase_table_reports_means_that_add_up_and_cores_used():
     assert table["forward"] == {"ms": 80.0, "cores": 2.0}
     assert table["data"]["ms"] + table["forward"]["ms"] == table["total"]["ms"]
     assert "backward" not in table  # a phase no iteration had is left out
+
+
+def test_run_summary_gives_ratios_per_round_and_the_teachers_cost():
+    rounds = {"bare_step": [100.0, 50.0], "stage1": [90.0, 40.0], "stage2": [60.0, 20.0], "bare_forward": [10.0, 8.0],
+              "inference": [5.0, 6.0], "inference_whole_run": [4.0, 5.0]}  # fmt: skip
+
+    def row(transfer: float, handlers: float) -> dict:
+        row = {phase: (0.001, 0.001) for phase in PHASES}
+        row["transfer_and_teacher"], row["handlers"] = (transfer, transfer), (handlers, handlers)
+        row["total"] = (0.1, 0.1)
+        return row
+
+    rows = {"stage1": [row(0.002, 0.001)], "stage2": [row(0.012, 0.004)],
+            "bare_step": [{"forward": (0.05, 0.1), "total": (0.05, 0.1)}],
+            "inference": [{"data": (0.2, 0.2), "forward": (0.05, 0.1), "total": (0.25, 0.3)}]}  # fmt: skip
+    summary = run_summary(rounds, rows)
+    assert summary["ratios"]["stage1_over_bare_step"] == pytest.approx({"median": 0.85, "min": 0.8, "max": 0.9})
+    assert summary["ratios"]["stage2_step_over_stage1_step"] == pytest.approx({"median": 1.75, "min": 1.5, "max": 2})
+    assert summary["ratios"]["inference_over_bare_forward"]["max"] == pytest.approx(0.75)
+    assert summary["samples_per_s"]["inference_whole_run"]["median"] == pytest.approx(4.5)
+    assert summary["stage2_teacher_ms"] == pytest.approx(10.0) and summary["stage2_ema_ms"] == pytest.approx(3.0)
+    assert summary["stage2_teacher_share_of_student_step"] == pytest.approx(0.1)
+    assert set(summary["phases"]) == {"stage1", "stage2", "bare_step", "inference"}
 
 
 def test_peak_rss_of_this_process_is_read_from_proc():

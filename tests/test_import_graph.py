@@ -6,7 +6,9 @@ The graph is read from the source (``tests/import_graph.py``): lazy imports insi
 
 from __future__ import annotations
 
-from conftest import BUNDLE_ROOT
+import ast
+
+from conftest import BUNDLE_ROOT, REPO_ROOT
 from import_graph import find_cycle, import_graph, subpackage_graph
 
 PACKAGE_DIR = BUNDLE_ROOT / "scripts"
@@ -56,3 +58,19 @@ def test_relative_and_package_imports_resolve(tmp_path):
     assert graph["scripts.data.transforms"] == {"scripts.data.loading", "scripts.data"}
     cycle = find_cycle(graph)
     assert cycle[0] == cycle[-1] and {"scripts.data.loading", "scripts.data.transforms"} <= set(cycle)
+
+
+def test_only_repo_paths_puts_the_bundle_on_the_import_path():
+    """Command-line tools reach the bundle package through ``scripts/repo_paths.py``; the only other ``sys.path``
+    edit is the MONAI Label check loading the sample app's folder (``scripts/monailabel_checks.py``)."""
+    allowed = {"repo_paths.py", "monailabel_checks.py"}
+    editing = set()
+    for path in sorted((REPO_ROOT / "scripts").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            target = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else None
+            if isinstance(node, ast.Assign | ast.AugAssign):
+                target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            if isinstance(target, ast.Attribute) and target.attr == "path" and getattr(target.value, "id", "") == "sys":
+                editing.add(path.name)
+    assert editing <= allowed, f"sys.path edited by {sorted(editing - allowed)}"
+    assert "repo_paths.py" in editing  # the check sees an edit where there is one
