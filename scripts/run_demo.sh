@@ -2,7 +2,7 @@
 # The main job, end to end, on a synthetic phantom data set:
 #   set up .venv -> generate phantoms -> stage 1 (supervised) -> calibrate stage 1 on validation
 #   -> stage 2 (AALS distillation) -> evaluate stage 1, student and teacher on the test split -> inference.
-# About 8 minutes on a 2-core CPU whose bare light-network step runs at 150 samples/s (README).
+# About 8 minutes on a 2-core CPU whose bare light-network step runs at 150 samples/s (docs/benchmarks.md).
 # Every setting below can be overridden from the environment, e.g.
 #   DEMO_OUT=/tmp/demo DEMO_STAGE1_EPOCHS=5 bash scripts/run_demo.sh
 set -euo pipefail

@@ -30,7 +30,7 @@ def run_bundle(run_id: str | None, configs: list[str], *overrides: str, processe
     """Run ``python -m monai.bundle run [run_id] --config_file [...] overrides``; return its output.
 
     With ``processes > 1`` the run is launched by ``torchrun --standalone --nproc_per_node=processes`` (gloo on
-    CPU), as the README's multi-GPU command does.
+    CPU), as the multi-GPU command in docs/deployment.md does.
     """
     if processes > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1"]

@@ -45,7 +45,8 @@ def test_stage2_runs_the_run_list_of_train():
 
 
 def test_the_peak_score_floor_has_one_name():
-    """``score_floor`` in every config that sets it (the values differ on purpose: README, inference output)."""
+    """``score_floor`` in every config that sets it (the values differ on purpose: inference output, see
+    docs/inference-and-clinical-outputs.md)."""
     for name in ("train.json", "inference.json"):
         text = (CONFIGS / name).read_text()
         assert '"score_floor": "@score_floor"' in text and "detection_score_floor" not in text, name

@@ -97,7 +97,8 @@ def _dicom_transfer_syntax(dataset) -> None:
         options = "; ".join(decoder.missing_dependencies) or "a pydicom pixel data plugin"
         raise InputRefusedError(
             f"the pixel data is compressed as {name} and no installed decoder reads it; install one of: {options} "
-            "(python-gdcm is BSD-licensed and reads every syntax; see 'Input requirements and errors' in README)"
+            "(python-gdcm is BSD-licensed and reads every syntax; see 'Input requirements and errors' in "
+            "docs/data-and-datalists.md)"
         )
 
 
