@@ -109,3 +109,31 @@ def test_fit_on_saturated_logits_stays_finite_and_calibrates():
     separable = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
     a, b = fit_platt_logits(separable, np.array([0, 0, 0, 1, 1, 1.0]))
     assert np.isfinite([a, b]).all() and a > 0
+
+
+def test_handler_leaves_a_class_without_positives_uncalibrated(tmp_path, caplog):
+    """A validation split with no clavicle fracture calibrates the rib channel and keeps the clavicle one as is."""
+    import json
+
+    from ignite.engine import Engine
+    from scripts.distill.calibration import PlattCalibrationHandler
+
+    torch.manual_seed(0)
+    net = FractureHeatmapNet(num_classes=2, block="basic", layers=(1, 1, 1, 1), widths=(8, 8, 16, 16), fpn_channels=8)
+    clavicle_before = (net.head[-1].weight[1].clone(), net.head[-1].bias[1].clone())
+    handler = PlattCalibrationHandler(net, net.head[-1], str(tmp_path / "cal.pt"), ["rib", "clavicle"])
+    rng = np.random.default_rng(0)
+    engine = Engine(lambda e, b: None)
+    handler._reset(engine)
+    for _ in range(40):
+        rib = float(rng.random() < 0.5)
+        engine.state.output = [{"image_score": torch.tensor([0.95 if rib else 0.9, 0.2]),
+                                "image_target": torch.tensor([rib, 0.0])}]  # fmt: skip
+        handler._collect(engine)
+    handler._calibrate(engine)
+    record = json.loads((tmp_path / "cal_calibration.json").read_text())
+    assert (record["classes"]["clavicle"]["a"], record["classes"]["clavicle"]["b"]) == (1.0, 0.0)
+    assert record["classes"]["rib"]["a"] != 1.0
+    torch.testing.assert_close(net.head[-1].weight[1], clavicle_before[0])
+    torch.testing.assert_close(net.head[-1].bias[1], clavicle_before[1])
+    assert "left uncalibrated" in caplog.text

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scripts.evaluate.class_metrics import reliability
+from scripts.evaluate.class_metrics import class_auroc, reliability
 from scripts.evaluate.operating_point import operating_point_path
 from scripts.utils.checkpoints import save_atomic, write_json_atomic
 
@@ -161,7 +161,16 @@ class PlattCalibrationHandler:
 
     def _calibrate(self, engine: Engine) -> None:
         logits, labels = np.stack(self._scores), np.stack(self._labels)
-        params = [fit_platt_logits(logits[:, c], labels[:, c]) for c in range(logits.shape[1])]
+        params = []
+        for c, name in enumerate(self.class_names):
+            if labels[:, c].min() == labels[:, c].max():  # nothing to fit: keep the class's scores as they are
+                logger.warning(
+                    "Platt calibration %s: the %d images hold only %s for this class; left uncalibrated (a=1, b=0)",
+                    name, labels.shape[0], "positives" if labels[:, c].min() > 0 else "negatives",
+                )  # fmt: skip
+                params.append((1.0, 0.0))
+            else:
+                params.append(fit_platt_logits(logits[:, c], labels[:, c]))
         a, b = [p[0] for p in params], [p[1] for p in params]
         scores = 1.0 / (1.0 + np.exp(-logits))
         calibrated = 1.0 / (1.0 + np.exp(-(np.asarray(a) * logits + np.asarray(b))))
@@ -174,6 +183,7 @@ class PlattCalibrationHandler:
                 name: {
                     "a": a[c],
                     "b": b[c],
+                    "validation_auroc": class_auroc(logits[:, c], labels[:, c]),
                     "before": reliability(scores[:, c], labels[:, c]),
                     "after": reliability(calibrated[:, c], labels[:, c]),
                 }
