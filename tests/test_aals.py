@@ -1,6 +1,7 @@
 """AALS sharpening properties, the teacher-target handler, and the EMA teacher."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -161,3 +162,31 @@ def test_ema_teacher_starts_at_the_loaded_weights_and_moves_towards_the_student(
     engine.run([0], max_epochs=1)
     p_teacher, p_stage1 = next(teacher.parameters()), next(stage1.parameters())
     torch.testing.assert_close(p_teacher, p_stage1 + 0.1)  # ema = 0.9 * ema + 0.1 * student
+
+
+class _ConstantTeacher(torch.nn.Module):
+    """A 'teacher' whose probability map is ``prob`` everywhere (logits in, shape (B, 2, 8, 8))."""
+
+    def __init__(self, prob: float) -> None:
+        super().__init__()
+        self.logit = float(torch.logit(torch.tensor(prob)))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.full((image.shape[0], 2, 8, 8), self.logit)
+
+
+@pytest.mark.parametrize(("prob", "raised"), [(0.6, 1.0), (0.2, 0.0)])
+def test_handler_writes_per_epoch_statistics_of_teacher_and_target_maxima(tmp_path, prob, raised):
+    """Above t AALS raises the map (share_raised 1); below t it keeps it (share 0): the stats file says which."""
+    stats = tmp_path / "runs" / "aals_stats.jsonl"
+    handler = AALSTargetHandler(_ConstantTeacher(prob), make_target_fn("aals", a0=4.0, t=0.4), stats_file=str(stats))
+    engine = Engine(lambda e, b: None)
+    handler.attach(engine)
+    engine.run([_batch(), _batch()], max_epochs=2)
+    records = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[0]["num_maps"] == 2  # one P image per batch, one positive class
+    assert records[0]["teacher_max_quartiles"] == pytest.approx([prob] * 3, abs=1e-5)
+    expected = float(sharpen(torch.full((1, 1, 8, 8), prob), 4.0, 0.4).max())
+    assert records[0]["target_max_quartiles"] == pytest.approx([expected] * 3, abs=1e-5)
+    assert records[0]["share_raised"] == raised

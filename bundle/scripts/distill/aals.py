@@ -16,8 +16,10 @@ Nothing in MONAI or ignite does this; the teacher itself is ignite's ``EMAHandle
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -135,9 +137,12 @@ class AALSTargetHandler:
         device: device the teacher runs on.
         image_key, label_key, image_label_key, subset_key: batch keys (image ``(B, 1, S, S)``, target map
             ``(B, C, S/4, S/4)``, image-level labels ``(B, C)``, subsets ``list[str]``).
+        stats_file: optional JSON-lines file; every epoch appends one record of the statistics below.
 
     Every epoch it logs the quartiles of the teacher's map maxima for the positive classes of P images: when most
-    stay below ``t``, AALS cannot change anything (values below ``t`` are kept by the ``max``).
+    stay below ``t``, AALS cannot change anything (values below ``t`` are kept by the ``max``). ``stats_file``
+    also gets the quartiles of the target maxima (after sharpening) and the share of maps whose maximum the target
+    raised by more than 0.01: how much the variant changed what the student is taught.
     """
 
     def __init__(
@@ -149,13 +154,16 @@ class AALSTargetHandler:
         label_key: str = "label",
         image_label_key: str = "image_label",
         subset_key: str = "subset",
+        stats_file: str | None = None,
     ) -> None:
         self.teacher = teacher
         self.target_fn = target_fn
         self.device = torch.device(device)
         self.image_key, self.label_key = image_key, label_key
         self.image_label_key, self.subset_key = image_label_key, subset_key
+        self.stats_file = Path(stats_file) if stats_file else None
         self.teacher_maxima: list[float] = []
+        self.target_maxima: list[float] = []
 
     def attach(self, engine: Engine) -> None:
         from ignite.engine import Events
@@ -175,8 +183,10 @@ class AALSTargetHandler:
         with torch.no_grad():
             prob = torch.sigmoid(self.teacher(images).float())
         positive = batch[self.image_label_key][is_p].to(prob.device, prob.dtype)[..., None, None]
-        self.teacher_maxima.extend(prob.amax(dim=(-2, -1))[positive[..., 0, 0] > 0].tolist())
         targets = self.target_fn(prob) * positive
+        is_positive = positive[..., 0, 0] > 0
+        self.teacher_maxima.extend(prob.amax(dim=(-2, -1))[is_positive].tolist())
+        self.target_maxima.extend(targets.float().amax(dim=(-2, -1))[is_positive].tolist())
         labels = batch[self.label_key].clone()
         labels[is_p] = targets.to(labels.device, labels.dtype)
         batch[self.label_key] = labels
@@ -193,7 +203,19 @@ class AALSTargetHandler:
             *quartiles,
         )
         engine.state.metrics["teacher_p_max_median"] = float(quartiles[1])
-        self.teacher_maxima = []
+        if self.stats_file is not None:
+            targets = np.asarray(self.target_maxima)
+            record = {
+                "epoch": engine.state.epoch,
+                "num_maps": int(maxima.size),
+                "teacher_max_quartiles": quartiles.tolist(),
+                "target_max_quartiles": np.percentile(targets, [25, 50, 75]).tolist(),
+                "share_raised": float(np.mean(targets > maxima + 0.01)),
+            }
+            self.stats_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.stats_file.open("a") as stream:
+                stream.write(json.dumps(record) + "\n")
+        self.teacher_maxima, self.target_maxima = [], []
 
 
 def _as_list(values: Sequence[str] | str) -> list[str]:
