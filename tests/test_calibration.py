@@ -116,6 +116,7 @@ def test_handler_leaves_a_class_without_positives_uncalibrated(tmp_path, caplog)
     import json
 
     from ignite.engine import Engine
+
     from scripts.distill.calibration import PlattCalibrationHandler
 
     torch.manual_seed(0)

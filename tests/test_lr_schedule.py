@@ -8,7 +8,8 @@ import pytest
 import torch
 from conftest import BUNDLE_ROOT
 from ignite.engine import Engine, Events
-from scripts.lr_schedule import CosineLRHandler, cosine_factor
+
+from scripts.utils.lr_schedule import CosineLRHandler, cosine_factor
 
 
 def test_cosine_factor_falls_from_one_to_the_final_factor_and_stays():
