@@ -8,7 +8,8 @@ positive is subset ``R``). Both derived datalists list exactly the same images i
 * **oracle**: the same subsets, but the ``P`` images keep their boxes (train with ``p_boxes`` so the loader uses
   them): the upper bound of what the image-level positives could add if an expert had boxed them.
 
-Validation and test splits are copied unchanged.
+Validation and test splits are copied unchanged. :func:`subsample_p` derives the P-dose datalists (a fraction of
+P kept, the rest left out of training).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["derive_datalists", "subset_counts"]
+__all__ = ["derive_datalists", "subsample_p", "subset_counts"]
 
 _BOX_KEYS = ("boxes", "box_classes", "fracture_types")
 
@@ -54,6 +55,24 @@ def derive_datalists(pool: dict[str, Any], num_r: int, seed: int) -> tuple[dict[
     semi["derivation"] = {**derivation, "kind": "semi-supervised"}
     oracle["derivation"] = {**derivation, "kind": "oracle (P keeps its boxes)"}
     return semi, oracle
+
+
+def subsample_p(datalist: dict[str, Any], fraction: float, seed: int) -> dict[str, Any]:
+    """Keep ``round(fraction * |P|)`` P images (drawn with ``seed``) and drop the other P images from training.
+
+    R, N, validation and test are unchanged, so a run on the result at the same iterations and subset mix sees the
+    same R and N with fewer image-level positives: the "P dose" of the method benchmark.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
+    training = datalist["training"]
+    p_index = [i for i, item in enumerate(training) if item["subset"] == "P"]
+    keep_count = max(1, round(fraction * len(p_index))) if p_index else 0
+    keep = set(np.random.default_rng([seed, 7]).choice(p_index, size=keep_count, replace=False).tolist())
+    result = copy.deepcopy(datalist)
+    result["training"] = [item for i, item in enumerate(result["training"]) if item["subset"] != "P" or i in keep]
+    result["derivation"] = {**datalist.get("derivation", {}), "p_fraction": float(fraction), "p_seed": int(seed)}
+    return result
 
 
 def subset_counts(datalist: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,10 @@ Every arm of the ablation is evaluated on the same test images, so differences b
 bootstrap resample draws test images with replacement and recomputes every arm's AUROC and FROC on that same
 resample, for every training seed. The difference of two arms on a resample is the mean over seeds of the
 per-seed differences; its 2.5th and 97.5th percentiles over resamples give the 95 % interval. This captures the
-test-set sampling error; the seed-to-seed spread is reported separately (per-seed differences).
+test-set sampling error only (:func:`paired_interval`). :func:`hierarchical_interval` adds the training-seed
+variance: each resample first draws the seeds with replacement, then the test images, and averages the per-seed
+differences over the drawn seeds. When each seed also draws its own boxed images (R), that variance includes
+which images were boxed.
 
 The metrics are the evaluation report's own: AUROC equal to :func:`monai.metrics.compute_roc_auc` (as
 ``scripts.evaluate.report``; computed from ranks for speed), FROC as the mean sensitivity at the given FP rates from
@@ -29,7 +32,17 @@ from monai.metrics import compute_roc_auc
 
 from scripts.evaluate.froc import MISSED, froc_curve_from_scores, sensitivity_at
 
-__all__ = ["ClassOutcomes", "auroc", "monai_auroc", "bootstrap_indices", "froc", "paired_interval", "read_outcomes"]
+__all__ = [
+    "ClassOutcomes",
+    "auroc",
+    "bootstrap_indices",
+    "froc",
+    "hierarchical_interval",
+    "monai_auroc",
+    "paired_interval",
+    "read_outcomes",
+    "seed_draws",
+]
 
 
 @dataclass
@@ -142,6 +155,44 @@ def paired_interval(values_a: np.ndarray, values_b: np.ndarray, level: float = 0
     lower, upper = np.nanpercentile(seed_mean[1:], [tail, 100 - tail])
     return {
         "difference": float(seed_mean[0]),
+        "lower": float(lower),
+        "upper": float(upper),
+        "per_seed": [float(v) for v in diff[:, 0]],
+    }
+
+
+def seed_draws(num_seeds: int, num_resamples: int, seed: int = 0) -> np.ndarray:
+    """``(1 + num_resamples, num_seeds)`` seed indices drawn with replacement; row 0 is every seed once."""
+    rng = np.random.default_rng([seed, 1])
+    draws = rng.integers(0, num_seeds, size=(num_resamples, num_seeds))
+    return np.concatenate([np.arange(num_seeds)[None], draws])
+
+
+def hierarchical_interval(
+    values_a: np.ndarray, values_b: np.ndarray, seeds: np.ndarray, level: float = 0.95
+) -> dict[str, float]:
+    """Difference ``a - b`` with a two-level bootstrap interval: resample training seeds, then test images.
+
+    Args:
+        values_a, values_b: ``(S, 1 + R)`` metric per seed (rows) on the full test set then on ``R`` image
+            resamples (columns, :func:`bootstrap_indices`), the same resamples for both arms and every seed.
+        seeds: ``(1 + R, S)`` seed draws (:func:`seed_draws`); resample ``r`` averages the per-seed differences of
+            the seeds ``seeds[r]`` on image resample ``r``.
+        level: coverage of the percentile interval.
+
+    Returns:
+        ``{"difference", "lower", "upper", "per_seed": [...]}`` as :func:`paired_interval`; the interval now also
+        covers seed-to-seed variation (it cannot be narrower than the spread of the per-seed differences allows).
+    """
+    diff = np.asarray(values_a, np.float64) - np.asarray(values_b, np.float64)
+    num_columns = diff.shape[1]
+    if seeds.shape[0] != num_columns:
+        raise ValueError(f"need one seed draw per resample column: {seeds.shape[0]} draws, {num_columns} columns.")
+    replicate = np.nanmean(diff[seeds, np.arange(num_columns)[:, None]], axis=1)
+    tail = (1.0 - level) / 2 * 100
+    lower, upper = np.nanpercentile(replicate[1:], [tail, 100 - tail])
+    return {
+        "difference": float(np.nanmean(diff[:, 0])),
         "lower": float(lower),
         "upper": float(upper),
         "per_seed": [float(v) for v in diff[:, 0]],

@@ -1,4 +1,4 @@
-"""The ablation's datalist derivation, paired bootstrap and arm configuration (the benchmark itself runs by hand)."""
+"""The method benchmark's parts: datalist derivation, P dose, bootstrap intervals, arm configuration, log parsing."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ablation_data import derive_datalists, subset_counts
+from ablation_data import derive_datalists, subsample_p, subset_counts
 from ablation_stats import (
     auroc,
     bootstrap_indices,
     froc,
+    hierarchical_interval,
     paired_interval,
     read_outcomes,
+    seed_draws,
 )
 from conftest import REPO_ROOT
 
@@ -117,17 +119,20 @@ def test_bootstrap_metrics_on_the_identity_equal_the_report_and_differences_are_
 
 @pytest.mark.parametrize("arm", ["control", "aals", "oracle"])
 def test_arm_configurations_draw_the_right_images_with_the_right_targets(arm, tmp_path):
-    """Parse train.json + distill.json + demo.json with the benchmark's overrides of an arm, as the CLI does."""
-    from benchmark_ablation import ARM_VARIANT, SETTINGS, arm_overrides
+    """Parse train.json + distill.json + demo.json with the v2 benchmark's overrides of an arm, as the CLI does."""
+    from ablation_runner import Benchmark, Launcher, Progress
+    from ablation_settings import ARM_VARIANT, settings_for
     from monai.bundle import ConfigParser
 
-    assert set(ARM_VARIANT) | {"stage1"} == set(SETTINGS["arms"])
-    semi, oracle = derive_datalists(_pool(), num_r=3, seed=0)
-    (tmp_path / "semi.json").write_text(json.dumps(semi))
-    (tmp_path / "oracle.json").write_text(json.dumps(oracle))
+    settings = settings_for("v2")
+    assert set(ARM_VARIANT) | {"stage1"} >= set(settings["arms"]["top"])
+    settings["num_r"] = 3
+    bench = Benchmark(settings, tmp_path, Launcher(), Progress(), data=tmp_path)
+    (tmp_path / "datalist.json").write_text(json.dumps(_pool()))
+    overrides = bench.arm_overrides(arm, 0, settings["levels"][-1], tmp_path / "out", 4.0, 0.99)
     parser = ConfigParser()
     parser.read_config([str(REPO_ROOT / "bundle/configs" / n) for n in ("train.json", "distill.json", "demo.json")])
-    for key, value in arm_overrides(arm, tmp_path, 0, tmp_path / "out", tmp_path / "s1.pt", 4.0, 0.99).items():
+    for key, value in overrides.items():
         parser[key] = str(value) if isinstance(value, Path) else value  # run_bundle passes paths as text
     parser["train#datalist#check_files"] = False
     items = parser.get_parsed_content("train#datalist")
@@ -136,9 +141,54 @@ def test_arm_configurations_draw_the_right_images_with_the_right_targets(arm, tm
     mass = {s: sum(w for w, item in zip(weights, items, strict=True) if item["subset"] == s) for s in subsets}
     assert parser.get_parsed_content("loss").pos_weight == 1.0  # stage 2: soft targets are their own optimum
     if arm == "control":
-        assert subsets == {"R", "N"} and mass["R"] == pytest.approx(1 / 3) and mass["N"] == pytest.approx(2 / 3)
+        assert subsets == {"R", "N"} and mass["R"] == pytest.approx(0.5) and mass["N"] == pytest.approx(0.5)
     else:
-        assert subsets == {"R", "N", "P"} and mass["P"] == pytest.approx(0.25)
+        assert subsets == {"R", "N", "P"} and mass["P"] == pytest.approx(0.5) and mass["R"] == pytest.approx(0.25)
         p_boxes = [item["boxes"].shape[0] for item in items if item["subset"] == "P"]
         assert all(n == 1 for n in p_boxes) if arm == "oracle" else all(n == 0 for n in p_boxes)
     assert (parser.get_parsed_content("aals_handler").target_fn is None) == (arm == "oracle")
+    # every arm makes the same number of iterations: at least 8 passes over the seed's 9 P images at P share 0.5
+    assert overrides["train#trainer#max_epochs"] * overrides["train#samples_per_epoch"] * 0.5 >= 8 * 9
+
+
+def test_p_dose_keeps_r_and_n_and_a_fraction_of_p():
+    semi, _ = derive_datalists(_pool(), num_r=3, seed=0)
+    half = subsample_p(semi, 0.5, seed=0)
+    counts = subset_counts(half)
+    assert (counts["R"], counts["P"], counts["N"]) == (3, 4, 20)  # round(0.5 * 9) = 4 (banker's rounding)
+    kept = {item["image"] for item in half["training"]}
+    assert {item["image"] for item in semi["training"] if item["subset"] != "P"} <= kept
+    assert half["validation"] == semi["validation"] and half["test"] == semi["test"]
+    assert subsample_p(semi, 0.5, seed=0) == half and subsample_p(semi, 0.5, seed=1) != half
+    assert subset_counts(subsample_p(semi, 1.0, seed=0))["P"] == 9
+    with pytest.raises(ValueError, match="fraction"):
+        subsample_p(semi, 0.0, seed=0)
+
+
+def test_hierarchical_interval_adds_seed_variance_to_the_image_interval():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.8, 0.01, size=(5, 401))  # 5 seeds, identity + 400 image resamples
+    same = hierarchical_interval(base + 0.02, base, seed_draws(5, 400), 0.95)  # the same gain on every seed
+    assert same["difference"] == pytest.approx(0.02) and same["lower"] == pytest.approx(0.02)
+    seed_effect = np.array([[0.05], [-0.03], [0.04], [-0.02], [0.01]])  # gains that differ by seed
+    noisy = hierarchical_interval(base + seed_effect, base, seed_draws(5, 400), 0.95)
+    images_only = paired_interval(base + seed_effect, base, 0.95)
+    assert images_only["upper"] - images_only["lower"] == pytest.approx(0.0)  # blind to the seed spread
+    assert noisy["lower"] < 0 < noisy["upper"] and noisy["per_seed"] == pytest.approx(seed_effect[:, 0])
+    assert seed_draws(5, 400)[0].tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="one seed draw per resample"):
+        hierarchical_interval(base, base, seed_draws(5, 10), 0.95)
+
+
+def test_validation_history_reads_the_stats_handler_lines():
+    from ablation_runner import validation_history
+
+    log = (
+        "2026 - INFO - Epoch[2] Metrics -- val_auroc: 0.6 val_auroc_rib: 0.7 val_score: 0.5 \n"
+        "2026 - teacher - INFO - Epoch[2] Metrics -- teacher_val_auroc_rib: 0.8 teacher_val_score: 0.6 \n"
+        "2026 - INFO - Epoch: 3/4, Iter: 1/2 -- train_loss: 0.1 \n"
+        "2026 - INFO - Epoch[4] Metrics -- val_auroc: 0.65 val_auroc_rib: 0.75 val_score: 0.55 \n"
+    )
+    assert [h["val_auroc_rib"] for h in validation_history(log)] == [0.7, 0.75]
+    assert validation_history(log, "teacher_val") == [{"epoch": 2, "teacher_val_auroc_rib": 0.8,
+                                                      "teacher_val_score": 0.6}]  # fmt: skip

@@ -75,7 +75,7 @@ def test_version_is_the_newest_changelog_entry():
 
 def test_eval_metrics_are_the_ablation_benchmark_numbers():
     """metadata.json eval_metrics come from bundle/docs/ablation.json (scripts/benchmark_ablation.py writes both)."""
-    from benchmark_ablation import eval_metrics
+    from ablation_report import eval_metrics
 
     metadata = json.loads((BUNDLE_ROOT / "configs" / "metadata.json").read_text())
     record = json.loads((BUNDLE_ROOT / "docs" / "ablation.json").read_text())

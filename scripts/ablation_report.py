@@ -1,0 +1,389 @@
+"""The method benchmark's statistics and documents: summaries, bootstrap intervals, tables, plots, model card.
+
+* :func:`analyse` turns the runs of a protocol into its JSON record's numbers: per arm and level the mean and s.d.
+  over seeds, and for every comparison of the protocol a paired interval over test images (``intervals_images``)
+  and, for v2, a hierarchical one over seeds then test images (``intervals``, the one the decision rule uses).
+* :func:`markdown_v1` / :func:`markdown_v2` render the model-card sections between their markers;
+  :func:`plot_differences` and :func:`plot_levels` draw the figures; :func:`write_docs` writes them all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ablation_settings import ARM_LABELS, CLASSES, METRICS
+from ablation_stats import (
+    auroc,
+    bootstrap_indices,
+    froc,
+    hierarchical_interval,
+    paired_interval,
+    read_outcomes,
+    seed_draws,
+)
+
+__all__ = [
+    "analyse",
+    "eval_metrics",
+    "markdown_v1",
+    "markdown_v2",
+    "payoff",
+    "verdict",
+    "write_docs",
+    "write_metadata",
+]
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "bundle" / "docs"
+CONFIGS = REPO / "bundle" / "configs"
+MARKERS = {
+    "v1": ("<!-- ablation:start -->", "<!-- ablation:end -->"),
+    "v2": ("<!-- ablation-v2:start -->", "<!-- ablation-v2:end -->"),
+}
+EVAL_METRICS = {
+    "phantom_test_rib_auroc": ("rib", "auroc"),
+    "phantom_test_rib_froc": ("rib", "froc"),
+    "phantom_test_clavicle_auroc": ("clavicle", "auroc"),
+    "phantom_test_clavicle_froc": ("clavicle", "froc"),
+}
+
+
+def run_key(run: dict[str, Any]) -> str:
+    """The arm label a comparison names: the arm, or ``aals_p<fraction>`` for a P-dose run."""
+    if run["arm"] == "aals" and run.get("name", "").startswith("aals_p"):
+        return run["name"]
+    return run["arm"]
+
+
+def verdict(entry: dict[str, float]) -> str:
+    """The protocol's decision rule for one paired difference."""
+    if entry["lower"] > 0:
+        return "higher"
+    if entry["upper"] < 0:
+        return "lower"
+    return "not resolved"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# statistics
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """``{level: {arm: {"<class>_<metric>": [mean, s.d.]}}}`` over seeds."""
+    summary: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for run in runs:
+        summary.setdefault(run["level"], {}).setdefault(run_key(run), {})
+    for level, arms in summary.items():
+        for arm in arms:
+            rows = [r for r in runs if r["level"] == level and run_key(r) == arm]
+            for cls in CLASSES:
+                for metric in METRICS:
+                    values = np.array([np.nan if r.get(f"{cls}_{metric}") is None else r[f"{cls}_{metric}"]
+                                       for r in rows], dtype=float)  # fmt: skip
+                    sd = float(np.nanstd(values, ddof=1)) if np.sum(~np.isnan(values)) > 1 else float("nan")
+                    arms[arm][f"{cls}_{metric}"] = [float(np.nanmean(values)), sd]
+    return summary
+
+
+def analyse(settings: dict[str, Any], runs: list[dict[str, Any]], log: Any = print) -> dict[str, Any]:
+    """Summaries and intervals of every comparison the protocol names, level by level.
+
+    The same image resamples serve every arm, seed and level (the test split is shared); each level's seeds are
+    redrawn per resample for the hierarchical interval.
+    """
+    boot = settings["bootstrap"]
+    rates = settings["froc_fp_rates"]
+    intervals: dict[str, Any] = {}
+    intervals_images: dict[str, Any] = {}
+    index = None
+    for level, pairs in settings["comparisons"].items():
+        level_runs = {(run_key(r), r["seed"]): r for r in runs if r["level"] == level}
+        arms = sorted({arm for pair in pairs for arm in pair})
+        seeds = sorted({seed for arm, seed in level_runs if arm in arms})
+        seeds = [s for s in seeds if all((arm, s) in level_runs for arm in arms)]  # complete seeds only
+        if not seeds:
+            continue
+        outcomes = {
+            (arm, s): read_outcomes(Path(level_runs[(arm, s)]["eval_dir"]) / "detections.json", CLASSES)
+            for arm in arms
+            for s in seeds
+        }
+        if index is None:
+            index = bootstrap_indices(outcomes[(arms[0], seeds[0])][CLASSES[0]].num_images, boot["resamples"],
+                                      boot["seed"])  # fmt: skip
+        draws = seed_draws(len(seeds), boot["resamples"], boot["seed"])
+        values: dict[tuple[str, str, str], np.ndarray] = {}
+        for arm in arms:
+            for cls in CLASSES:
+                per_seed = [outcomes[(arm, s)][cls] for s in seeds]
+                values[(arm, cls, "auroc")] = np.array([[auroc(o, i) for i in index] for o in per_seed])
+                values[(arm, cls, "froc")] = np.array([[froc(o, i, rates) for i in index] for o in per_seed])
+        log(f"bootstrap: level {level} ({len(seeds)} seeds, {len(arms)} arms) done")
+        for a, b in pairs:
+            for cls in CLASSES:
+                for metric in METRICS:
+                    key = f"{level}:{a}-{b}:{cls}_{metric}"
+                    va, vb = values[(a, cls, metric)], values[(b, cls, metric)]
+                    intervals_images[key] = paired_interval(va, vb, boot["level"])
+                    intervals[key] = {**hierarchical_interval(va, vb, draws, boot["level"]), "seeds": seeds}
+    return {"summary_mean_sd": summarize(runs), "intervals": intervals, "intervals_images": intervals_images}
+
+
+def payoff(levels: list[dict[str, Any]], intervals: dict[str, Any]) -> dict[str, Any]:
+    """Protocol v2's question 2: the lowest teacher quality at which stage 2 with AALS beats the control.
+
+    ``threshold_val_rib_auroc`` (X) is the lowest level mean of the teacher's validation rib AUROC at which
+    ``aals − control`` (rib AUROC, hierarchical interval) lies above 0, provided no higher level has it below 0;
+    ``None`` when AALS beats the control at no level.
+    """
+    rows = []
+    for level in sorted(levels, key=lambda lv: lv["teacher_val_rib_auroc"]):
+        entry = intervals.get(f"{level['name']}:aals-control:rib_auroc")
+        rows.append({"level": level["name"], "teacher_val_rib_auroc": level["teacher_val_rib_auroc"],
+                     "aals_minus_control": entry, "verdict": verdict(entry) if entry else "not run"})  # fmt: skip
+    threshold = None
+    for i, row in enumerate(rows):
+        if row["verdict"] == "higher" and all(r["verdict"] != "lower" for r in rows[i + 1 :]):
+            threshold = row["teacher_val_rib_auroc"]
+            break
+    return {"threshold_val_rib_auroc": threshold, "levels": rows,
+            "rule": "lowest teacher validation rib AUROC with aals - control above 0 (rib AUROC) and none below 0 "
+                    "at higher levels"}  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# v1 (kept to rewrite its recorded section)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def markdown_v1(record: dict[str, Any]) -> str:
+    """v1's model-card section (its record predates levels: ``summary_mean_sd`` is per arm)."""
+    settings = record["settings"]
+    arms_order = settings["arms"] if isinstance(settings["arms"], list) else settings["arms"]["final"]
+    comparisons = _V1_COMPARISONS
+    summary, ivals = record["summary_mean_sd"], record["intervals"]
+    columns = [f"{c}_{m}" for c in CLASSES for m in METRICS]
+    lines = ["| arm | rib AUROC | rib FROC | clavicle AUROC | clavicle FROC |", "| --- " * 5 + "|"]
+    for arm in arms_order:
+        cells = [f"{summary[arm][c][0]:.3f} ± {summary[arm][c][1]:.3f}" for c in columns]
+        lines.append(f"| {ARM_LABELS[arm]} | " + " | ".join(cells) + " |")
+    lines += ["", "| paired difference | rib AUROC | rib FROC | clavicle AUROC | clavicle FROC |", "| --- " * 5 + "|"]
+    for a, b in comparisons:
+        cells = []
+        for c in columns:
+            e = ivals[f"{a}-{b}:{c}"]
+            cells.append(f"{e['difference']:+.3f} [{e['lower']:+.3f}, {e['upper']:+.3f}] {verdict(e)}")
+        lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
+    pool, s1, s2, pre = settings["pool"], settings["stage1"], settings["stage2"], record["preconditions"]
+    band = ", ".join(f"{p['p_in_band']:.2f}" for p in pre.values())
+    negs = ", ".join(f"{p['val_negative_above_t_rib']:.2f}" for p in pre.values())
+    lines += [
+        "",
+        f"Test split: {record['test_images']} images ({record['test_rib_positive']} rib-positive) of a phantom pool "
+        f"(generator seed {pool['seed']}, {pool['size']} px, zoom {pool['zoom']}, difficulty {pool['difficulty']}); "
+        f"training R {record['counts']['R']}, P {record['counts']['P']}, N {record['counts']['N']}. Mean ± s.d. over "
+        f"training seeds {settings['training_seeds']}; differences are seed means with paired bootstrap 95 % "
+        f"intervals over test images ({settings['bootstrap']['resamples']} resamples); 'higher'/'lower' = the "
+        f"interval excludes 0. Chosen on validation: a0 = {record['tuning']['a0']:g}, EMA decay "
+        f"{record['tuning']['ema_decay']:g}. Stage 1 {s1['epochs']} x {s1['samples_per_epoch']} samples "
+        f"(pos_weight {s1['pos_weight']:g}, then Platt-calibrated), stage 2 {s2['epochs']} x "
+        f"{s2['samples_per_epoch']} samples (pos_weight 1). Preconditions per seed: share of P images whose "
+        f"calibrated stage-1 maximum lies in (t, 0.8): {band}; share of validation rib-negatives above t: {negs}. "
+        f"Wall time {record['minutes']:.0f} min on {record['machine']['cpus']} CPU cores; this machine's bare "
+        f"training step: {record['machine']['bare_step_samples_per_s']:.1f} samples/s. Reproduce: "
+        "`.venv/bin/python scripts/benchmark_ablation.py --protocol v1`; raw numbers in `ablation.json`.",
+        "",
+        "![Paired differences](ablation_differences.png)",
+    ]
+    return "\n".join(lines)
+
+
+_V1_COMPARISONS = [("aals", "plain"), ("aals", "control"), ("aals", "stage1"), ("aals", "pseudo_label")]
+_V1_COMPARISONS += [("aals", "symmetric"), ("aals", "asymmetric_fixed"), ("oracle", "aals"), ("plain", "stage1")]
+
+
+def plot_differences(intervals: dict[str, Any], comparisons: list[tuple[str, str]], path: Path, prefix: str = "",
+                     title_suffix: str = "") -> None:  # fmt: skip
+    """Forest plot of paired differences with their intervals, one panel per class and metric."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 1.5 + 0.5 * len(comparisons)), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    labels = [f"{a} − {b}" for a, b in comparisons]
+    for k, (cls, metric) in enumerate((c, m) for c in CLASSES for m in METRICS):
+        axes = figure.add_subplot(2, 2, k + 1)
+        for row, (a, b) in enumerate(comparisons):
+            e = intervals[f"{prefix}{a}-{b}:{cls}_{metric}"]
+            colour = {"higher": "tab:green", "lower": "tab:red"}.get(verdict(e), "0.3")
+            axes.plot([e["lower"], e["upper"]], [row, row], color=colour, lw=2)
+            axes.plot([e["difference"]], [row], "o", color=colour)
+            axes.plot(e["per_seed"], [row] * len(e["per_seed"]), "x", color="0.5", ms=4)
+        axes.axvline(0, color="0.5", ls="--", lw=1)
+        axes.set_yticks(range(len(labels)), labels if k % 2 == 0 else [""] * len(labels))
+        axes.invert_yaxis()
+        axes.set_title(f"{cls} {metric.upper()}: difference, 95 % CI (x = seeds){title_suffix}", fontsize=9)
+        axes.grid(True, axis="x", alpha=0.3)
+    figure.savefig(path)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# v2
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _cell(entry: dict[str, float] | None) -> str:
+    if entry is None:
+        return "—"
+    return f"{entry['difference']:+.3f} [{entry['lower']:+.3f}, {entry['upper']:+.3f}] {verdict(entry)}"
+
+
+def markdown_v2(record: dict[str, Any]) -> str:
+    """v2's model-card section: teacher levels, arms per level, paired differences, P dose, preconditions."""
+    settings, summary, ivals = record["settings"], record["summary_mean_sd"], record["intervals"]
+    images = record["intervals_images"]
+    columns = [f"{c}_{m}" for c in CLASSES for m in METRICS]
+    lines = ["| level | stage-1 epochs | teacher val rib AUROC (per seed) | P maxima in (t, 0.8) | P maxima > t | "
+             "P-max median before → after AALS | val rib-negatives > t |", "| --- " * 7 + "|"]  # fmt: skip
+    for level in record["levels"]:
+        lines.append(
+            f"| {level['name']} | {level['epoch']} | {level['teacher_val_rib_auroc']:.3f} "
+            f"({', '.join(f'{v:.3f}' for v in level['teacher_val_rib_auroc_per_seed'])}) | "
+            f"{level['p_in_band']:.2f} | {level['p_above_t']:.2f} | {level['p_max_median']:.2f} → "
+            f"{level['p_target_max_median']:.2f} | {level['val_negative_above_t_rib']:.2f} |"
+        )
+    lines += ["", "| level | arm | rib AUROC | rib FROC | clavicle AUROC | clavicle FROC |", "| --- " * 6 + "|"]
+    for level in record["levels"]:
+        arms = summary.get(level["name"], {})
+        order = [a for a in settings["arms"].get(level["name"], []) if a in arms]
+        order += sorted(a for a in arms if a not in order)  # the P-dose runs
+        for arm in order:
+            values = arms[arm]
+            cells = [f"{values[c][0]:.3f} ± {values[c][1]:.3f}" for c in columns]
+            label = ARM_LABELS.get(arm, f"AALS, {arm.split('_p')[1]} of P" if arm.startswith("aals_p") else arm)
+            lines.append(f"| {level['name']} | {label} | " + " | ".join(cells) + " |")
+    lines += ["", "| level | paired difference | rib AUROC | rib FROC | clavicle AUROC | clavicle FROC | "
+              "rib AUROC, images only |", "| --- " * 7 + "|"]  # fmt: skip
+    for level, pairs in settings["comparisons"].items():
+        for a, b in pairs:
+            cells = [_cell(ivals.get(f"{level}:{a}-{b}:{c}")) for c in columns]
+            cells.append(_cell(images.get(f"{level}:{a}-{b}:rib_auroc")))
+            lines.append(f"| {level} | {a} − {b} | " + " | ".join(cells) + " |")
+    if record.get("p_dose"):
+        lines += ["", "| P images used (top level) | rib AUROC | gain over control, rib AUROC | gain, rib FROC |",
+                  "| --- " * 4 + "|"]  # fmt: skip
+        for dose in record["p_dose"]:
+            lines.append(f"| {dose['num_p']} ({dose['fraction']:g} of P) | {dose['rib_auroc'][0]:.3f} ± "
+                         f"{dose['rib_auroc'][1]:.3f} | {_cell(dose.get('gain_rib_auroc'))} | "
+                         f"{_cell(dose.get('gain_rib_froc'))} |")  # fmt: skip
+    pool, s1, s2 = settings["pool"], settings["stage1"], settings["stage2"]
+    counts, machine = record["counts"], record["machine"]
+    lines += [
+        "",
+        f"Protocol v2 (`ablation_protocol_v2.md`). Test split: {record['test_images']} images "
+        f"({record['test_rib_positive']} rib-positive) of a phantom pool (generator seed {pool['seed']}, "
+        f"{pool['size']} px, zoom {pool['zoom']}, difficulty {pool['difficulty']}); training R {counts['R']}, "
+        f"P {counts['P']}, N {counts['N']}, R drawn anew for every training seed. Mean ± s.d. over seeds; "
+        f"differences are seed means with 95 % intervals from a hierarchical bootstrap (seeds, then test images; "
+        f"{settings['bootstrap']['resamples']} resamples), and, in the last column, the image-only interval. "
+        f"'higher'/'lower': the interval excludes 0. Stage 1: {s1['epochs']} x {s1['samples_per_epoch']} samples, "
+        f"cosine decay, pos_weight {s1['pos_weight']:g}, Platt-calibrated; the levels are its best validation "
+        f"checkpoints up to the epochs shown. Stage 2: {record['stage2_epochs']} x {s2['samples_per_epoch']} "
+        f"samples ({record['passes_over_p']:.1f} passes over P), mix {s2['mix']}, control {s2['control_mix']}, "
+        f"a0 {s2['a0']:g}, t {s2['t']:g}, EMA decay {s2['ema_decay']:g}, pos_weight 1. Wall time "
+        f"{record['minutes']:.0f} min ({record['child_cpu_minutes']:.0f} CPU-min in bundle runs) on "
+        f"{machine['cpus']} CPU cores{machine.get('note', '')}; this machine's bare training step: "
+        f"{machine['bare_step_samples_per_s']:.1f} samples/s. Reproduce: `.venv/bin/python "
+        f"scripts/benchmark_ablation.py --protocol v2`; raw numbers in `ablation_v2.json`.",
+        "",
+        "![Differences against control by teacher level](ablation_v2_levels.png)",
+        "",
+        "![Paired differences at the top level](ablation_v2_differences.png)",
+    ]
+    return "\n".join(lines)
+
+
+def plot_levels(record: dict[str, Any], path: Path) -> None:
+    """AALS − control and plain − control against the teacher's validation rib AUROC, with intervals."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    for k, metric in enumerate(METRICS):
+        axes = figure.add_subplot(1, 2, k + 1)
+        for offset, (arm, colour) in enumerate((("aals", "tab:blue"), ("plain", "tab:orange"))):
+            xs, ys, lows, highs = [], [], [], []
+            for level in record["levels"]:
+                entry = record["intervals"].get(f"{level['name']}:{arm}-control:rib_{metric}")
+                if entry is None:
+                    continue
+                xs.append(level["teacher_val_rib_auroc"] + (offset - 0.5) * 0.004)
+                ys.append(entry["difference"])
+                lows.append(entry["difference"] - entry["lower"])
+                highs.append(entry["upper"] - entry["difference"])
+            axes.errorbar(xs, ys, yerr=[lows, highs], fmt="o-", color=colour, capsize=4, label=f"{arm} − control")
+        axes.axhline(0, color="0.5", ls="--", lw=1)
+        axes.set_xlabel("teacher (calibrated stage 1) validation rib AUROC")
+        axes.set_ylabel(f"test rib {metric.upper()} difference")
+        axes.set_title(f"rib {metric.upper()}: stage 2 with P minus the same training without P", fontsize=9)
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.savefig(path)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _replace_block(text: str, start: str, end: str, block: str, anchor: str) -> str:
+    content = f"{start}\n{block}\n{end}"
+    if start in text:
+        before, rest = text.split(start, 1)
+        return before + content + rest.split(end, 1)[1]
+    if anchor not in text:
+        raise RuntimeError(f"model card has neither {start!r} nor the anchor {anchor!r}")
+    return text.replace(anchor, f"{content}\n\n{anchor}", 1)
+
+
+def write_docs(record: dict[str, Any], readme: Path = DOCS / "README.md") -> None:
+    """Write the protocol's model-card section and its figures into ``bundle/docs``."""
+    protocol = record["settings"]["protocol"]
+    text = readme.read_text()
+    start, end = MARKERS["v2" if protocol.startswith("v2") else "v1"]
+    if protocol.startswith("v2"):
+        top = record["settings"]["levels"][-1]["name"]
+        plot_levels(record, DOCS / "ablation_v2_levels.png")
+        pairs = [tuple(p) for p in record["settings"]["comparisons"][top]]
+        plot_differences(record["intervals"], pairs, DOCS / "ablation_v2_differences.png", prefix=f"{top}:",
+                         title_suffix=", seeds then images")  # fmt: skip
+        text = _replace_block(text, start, end, markdown_v2(record), MARKERS["v1"][0])
+    else:
+        plot_differences(record["intervals"], _V1_COMPARISONS, DOCS / "ablation_differences.png")
+        text = _replace_block(text, start, end, markdown_v1(record), "## Commands")
+    readme.write_text(text)
+
+
+def eval_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """``metadata.json`` eval_metrics: the AALS arm's test metrics (top level for v2), mean over seeds."""
+    summary = record["summary_mean_sd"]
+    if "aals" not in summary:  # v2: per level
+        summary = summary[record["settings"]["levels"][-1]["name"]]
+    return {name: round(summary["aals"][f"{c}_{m}"][0], 4) for name, (c, m) in EVAL_METRICS.items()}
+
+
+def write_metadata(metrics: dict[str, float], path: Path = CONFIGS / "metadata.json") -> None:
+    """Replace the flat ``eval_metrics`` object of ``metadata.json`` in place (the rest is left as written)."""
+    text = path.read_text()
+    block = json.dumps(metrics, indent=4).replace("\n", "\n    ")
+    text, count = re.subn(r'"eval_metrics": \{[^{}]*\}', lambda _: f'"eval_metrics": {block}', text)
+    if count != 1:
+        raise RuntimeError(f"{path}: expected one flat eval_metrics object, found {count}")
+    json.loads(text)  # never write a broken file
+    path.write_text(text)
