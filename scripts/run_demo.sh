@@ -50,6 +50,7 @@ step "4/7 Platt calibration of stage 1 on the validation split (so that t = 0.4 
     --config_file "['$CONFIGS/train.json','$CONFIGS/calibrate.json','$DEMO_CFG']" \
     --dataset_dir "$DATA" --ckpt_path "$OUT/models/stage1/model.pt" \
     --calibrated_path "$OUT/models/stage1/model_calibrated.pt"
+"$PY" scripts/stage2_advice.py "$OUT/models/stage1/model_calibrated_calibration.json"
 
 step "5/7 stage 2: AALS teacher-student distillation on R + N + P ($STAGE2_EPOCHS epochs, unweighted BCE)"
 "$PY" -m monai.bundle run training $META \
