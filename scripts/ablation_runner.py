@@ -134,6 +134,7 @@ class Step:
     name: str
     done: Callable[[], bool]
     run: Callable[[], Any]
+    kind: str = "stage2"  # "stage1" (a stage-1 segment or a teacher level) or "stage2" (an arm)
 
 
 def validation_history(log_text: str, prefix: str = "val") -> list[dict[str, float]]:
@@ -444,13 +445,13 @@ class Benchmark:
             for level in self.levels_of(seed):
                 snapshot = self.level_dir(seed, level) / "model.pt"
                 steps.append(Step(f"seed {seed}: stage 1 to epoch {level['epoch']}", snapshot.is_file,
-                                  lambda s=seed, lv=level: self.stage1_segment(s, lv)))  # fmt: skip
+                                  lambda s=seed, lv=level: self.stage1_segment(s, lv), "stage1"))  # fmt: skip
         levels = [self.settings["levels"][-1], *self.settings["levels"][:-1]]
         for level in levels:
             for seed in [s for s in seeds if s in level["seeds"]]:
                 result = self.level_dir(seed, level) / "result.json"
                 steps.append(Step(f"seed {seed} level {level['name']}: teacher", result.is_file,
-                                  lambda s=seed, lv=level: self.teacher(s, lv)))  # fmt: skip
+                                  lambda s=seed, lv=level: self.teacher(s, lv), "stage1"))  # fmt: skip
                 for arm in self.settings["arms"][level["name"]]:
                     if arm == "stage1":
                         continue
@@ -479,10 +480,13 @@ class Benchmark:
 
         return Step(f"seed {seed} level {level['name']}: {label}", done, run)
 
-    def execute(self, budget_minutes: float | None = None) -> None:
-        """Run every step not yet done, with progress lines; stop starting new steps past ``budget_minutes``."""
+    def execute(self, budget_minutes: float | None = None, only: str | None = None) -> None:
+        """Run every step not yet done, with progress lines; stop starting new steps past ``budget_minutes``.
+
+        ``only="stage1"`` runs the stage-1 segments and the teacher levels only (what stage 2 starts from).
+        """
         self.prepare_pool()
-        steps = self.plan()
+        steps = [step for step in self.plan() if only is None or step.kind == only]
         todo = [step for step in steps if not step.done()]
         self.log(f"{len(steps)} steps, {len(steps) - len(todo)} already done, {len(todo)} to run")
         for index, step in enumerate(todo):

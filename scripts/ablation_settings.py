@@ -108,16 +108,16 @@ _V2: dict[str, Any] = {
     "output": "ablation_v2.json",
     "pool": {
         "seed": 4343,  # v1's pool was 4242, v2's pilot 778, the demo 2026
-        "num_images": 3340,
+        "num_images": 4282,
         "size": 256,
         "zoom": 2.0,
-        "difficulty": 0.1,
+        "difficulty": 0.1,  # pilot
         "prevalence": 0.3,
-        "val_fraction": 0.12,  # 401 images
-        "test_fraction": 0.3,  # 1,002 images
+        "val_fraction": 0.09341,  # 400 images
+        "test_fraction": 0.234,  # 1,002 images (301 positive); training 2,880 (864 positive)
         "format": "png",
     },
-    "num_r": 64,
+    "num_r": 96,  # pilot; P = 864 - 96 = 768 = 8 x R
     "min_p_per_r": 8,
     "r_draw": "per_seed",  # each training seed draws its own R (derivation seed = training seed)
     "network": "configs/demo.json (ResNet 1-1-1-1, widths 16-128, FPN 32), 256 px input, batch 16",
@@ -134,8 +134,8 @@ _V2: dict[str, Any] = {
     # Teacher levels: the stage-1 model selected on validation among the checkpoints up to ``epoch`` (the run is
     # made in segments that resume one another, so the snapshots share one schedule). The last level is the top.
     "levels": [
-        {"name": "low", "epoch": 6, "seeds": [0, 1, 2]},
-        {"name": "mid", "epoch": 14, "seeds": [0, 1, 2]},
+        {"name": "low", "epoch": 18, "seeds": [0, 1, 2]},  # pilot
+        {"name": "mid", "epoch": 28, "seeds": [0, 1, 2]},  # pilot
         {"name": "top", "epoch": 48, "seeds": [0, 1, 2, 3, 4]},
     ],
     "stage2": {

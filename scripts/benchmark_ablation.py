@@ -220,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="light = configs/demo.json (CPU); default = ResNet-50 + FPN at 512 px (GPU)")
     parser.add_argument("--budget-minutes", type=float, default=None, help="start no new step after this")
     parser.add_argument("--in-process", action="store_true", help="run the bundle workflows in this process")
+    parser.add_argument("--only", choices=["stage1"], default=None,
+                        help="stage1: run the stage-1 segments and teacher levels only, then stop")
     parser.add_argument("--output", type=Path, default=None, help="write the JSON here instead of bundle/docs")
     parser.add_argument("--no-docs", action="store_true", help="write the JSON only, leave the model card")
     parser.add_argument("--from-json", type=Path, default=None, help="only rewrite the docs from this record")
@@ -248,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = Benchmark(settings, work, launcher, log)
     bench.prepare_pool()
     bench.check_counts()
-    bench.execute(args.budget_minutes)
+    bench.execute(args.budget_minutes, args.only)
+    if args.only:
+        log(f"--only {args.only}: stopping before the record")
+        return 0
     record = build_record(settings, bench, log, bare, launcher)
     if args.protocol == "v1":
         record = v1_record(record)
