@@ -298,7 +298,9 @@ def markdown_v2(record: dict[str, Any]) -> str:
         f"a0 {s2['a0']:g}, t {s2['t']:g}, EMA decay {s2['ema_decay']:g}, pos_weight 1. Wall time "
         f"{record['minutes']:.0f} min ({record['child_cpu_minutes']:.0f} CPU-min in bundle runs) on "
         f"{machine['cpus']} CPU cores{machine.get('note', '')}; this machine's bare training step: "
-        f"{machine['bare_step_samples_per_s']:.1f} samples/s. Reproduce: `.venv/bin/python "
+        f"{machine['bare_step_samples_per_s']:.1f} samples/s (the largest of the "
+        f"{len(machine.get('bare_step_measurements', [0]))} measured at the start of each invocation: on a shared "
+        f"machine it is the closest to its own speed). Reproduce: `.venv/bin/python "
         f"scripts/benchmark_ablation.py --protocol v2`; raw numbers in `ablation_v2.json`.",
         "",
         "![Differences against control by teacher level](ablation_v2_levels.png)",

@@ -199,10 +199,12 @@ def _tiny(base: dict[str, Any]) -> dict[str, Any]:
     }
     tiny["stage2"].update(passes_over_p=1, samples_per_epoch=8)
     tiny["bootstrap"]["resamples"] = 50
-    #: bundle overrides that shrink the network and the input (as tests/bundle_runs.py's LIGHT)
-    tiny["bundle_overrides"] = {
-        "image_size": 64, "network_def#block": "basic", "network_def#layers": [1, 1, 1, 1],
-        "network_def#widths": [8, 16, 32, 64], "network_def#fpn_channels": 16, "batch_size": 4, "num_workers": 0,
+    #: bundle overrides that shrink the input, and with the light network the network too (as tests/bundle_runs.py's
+    #: LIGHT); with ``--network default`` the bundle's ResNet-50 + FPN runs at this input size
+    tiny["bundle_overrides"] = {"image_size": 64, "batch_size": 4, "num_workers": 0}
+    tiny["light_network_overrides"] = {
+        "network_def#block": "basic", "network_def#layers": [1, 1, 1, 1], "network_def#widths": [8, 16, 32, 64],
+        "network_def#fpn_channels": 16,
     }  # fmt: skip
     return tiny
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_ROOT
 
 REQUIRED_KEYS = {
@@ -58,3 +59,19 @@ def test_benchmark_command_at_tiny_size_survives_a_kill_and_resumes(tmp_path):
 
     third = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert third.returncode == 0 and "0 to run" in third.stdout  # a rerun days later redoes nothing
+
+
+@pytest.mark.slow
+def test_gpu_variant_runs_stage1_and_teachers_with_the_default_network_at_tiny_size(tmp_path):
+    """``--device cuda --network default`` is prepared here: the same command with the bundle's ResNet-50 + FPN,
+    on the CPU, at 64 px, through stage 1 and the teacher levels."""
+    command = [sys.executable, "scripts/benchmark_ablation.py", "--protocol", "v2-tiny", "--in-process",
+               "--network", "default", "--device", "cpu", "--only", "stage1", "--work-dir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "(default network)" in result.stdout
+    log = (tmp_path / "seed0" / "stage1_to2.log").read_text()
+    assert "demo.json" not in log and "network_def#block" not in log  # the bundle's own network, no override
+    for seed, level in ((0, "low"), (0, "top"), (1, "top")):
+        pre = json.loads((tmp_path / f"seed{seed}" / "stage1" / f"level_{level}" / "preconditions.json").read_text())
+        assert 0.0 <= pre["p_above_t"] <= 1.0
