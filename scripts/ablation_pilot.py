@@ -82,7 +82,7 @@ def run_pilot(base: dict[str, Any], work: Path, launcher: Launcher, log: Progres
         bench.prepare_pool()
         level = settings["levels"][0]
         if not (bench.level_dir(0, level) / "model.pt").is_file():
-            bench.stage1_segment(0, level)
+            bench.stage1(0)
         if not (bench.level_dir(0, level) / "result.json").is_file():
             bench.teacher(0, level)
         pre = json.loads((bench.level_dir(0, level) / "preconditions.json").read_text())

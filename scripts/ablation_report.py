@@ -248,11 +248,15 @@ def markdown_v2(record: dict[str, Any]) -> str:
     settings, summary, ivals = record["settings"], record["summary_mean_sd"], record["intervals"]
     images = record["intervals_images"]
     columns = [f"{c}_{m}" for c in CLASSES for m in METRICS]
-    lines = ["| level | stage-1 epochs | teacher val rib AUROC (per seed) | P maxima in (t, 0.8) | P maxima > t | "
-             "P-max median before → after AALS | val rib-negatives > t |", "| --- " * 7 + "|"]  # fmt: skip
+    lines = ["| level | stage-1 checkpoint (epoch per seed) | teacher val rib AUROC (per seed) | P maxima in "
+             "(t, 0.8) | P maxima > t | P-max median before → after AALS | val rib-negatives > t |",
+             "| --- " * 7 + "|"]  # fmt: skip
     for level in record["levels"]:
+        rule = level["definition"]
+        rule_text = (f"first ≥ {rule['val_rib_auroc']:.2f}" if "val_rib_auroc" in rule else "best of the full run")
+        epochs = ", ".join(str(e) if isinstance(e, int) else "best" for e in level["stage1_epoch_per_seed"])
         lines.append(
-            f"| {level['name']} | {level['epoch']} | {level['teacher_val_rib_auroc']:.3f} "
+            f"| {level['name']} | {rule_text} ({epochs}) | {level['teacher_val_rib_auroc']:.3f} "
             f"({', '.join(f'{v:.3f}' for v in level['teacher_val_rib_auroc_per_seed'])}) | "
             f"{level['p_in_band']:.2f} | {level['p_above_t']:.2f} | {level['p_max_median']:.2f} → "
             f"{level['p_target_max_median']:.2f} | {level['val_negative_above_t_rib']:.2f} |"
@@ -292,8 +296,9 @@ def markdown_v2(record: dict[str, Any]) -> str:
         f"differences are seed means with 95 % intervals from a hierarchical bootstrap (seeds, then test images; "
         f"{settings['bootstrap']['resamples']} resamples), and, in the last column, the image-only interval. "
         f"'higher'/'lower': the interval excludes 0. Stage 1: {s1['epochs']} x {s1['samples_per_epoch']} samples, "
-        f"cosine decay, pos_weight {s1['pos_weight']:g}, Platt-calibrated; the levels are its best validation "
-        f"checkpoints up to the epochs shown. Stage 2: {record['stage2_epochs']} x {s2['samples_per_epoch']} "
+        f"cosine decay, pos_weight {s1['pos_weight']:g}, Platt-calibrated; the lower levels are its first "
+        f"validated checkpoints reaching the validation rib AUROC shown, the top level its best checkpoint. "
+        f"Stage 2: {record['stage2_epochs']} x {s2['samples_per_epoch']} "
         f"samples ({record['passes_over_p']:.1f} passes over P), mix {s2['mix']}, control {s2['control_mix']}, "
         f"a0 {s2['a0']:g}, t {s2['t']:g}, EMA decay {s2['ema_decay']:g}, pos_weight 1. Wall time "
         f"{record['minutes']:.0f} min ({record['child_cpu_minutes']:.0f} CPU-min in bundle runs) on "

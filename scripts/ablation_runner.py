@@ -6,21 +6,21 @@ a subprocess (the default) or in this process through ``monai.bundle.create_work
 the interpreter start-up; the tests use it). The plan is a list of :class:`Step` objects built up front, so the
 progress lines can say how many steps are left; each step leaves a result file in the work folder and is skipped
 when it is there, so a killed benchmark resumes where it stopped (stage 1 resumes mid-run from its own
-crash-safe checkpoints).
+crash-safe checkpoints and picks its teacher levels from the validation curve afterwards).
 
 Work folder layout::
 
     data/                       the pool (datalist.json, images/) and derived datalists semi_r<R>_s<seed>.json,
                                 oracle_r<R>_s<seed>.json, semi_r<R>_s<seed>_p<fraction>.json
-    seed<S>/stage1/             stage-1 run (checkpoints, runs/); level_<name>/ its snapshot for each teacher level
-                                (model.pt, model_calibrated.pt, preconditions.json, eval/)
+    seed<S>/stage1/             stage-1 run (checkpoints, snapshot_model_epoch=<E>.pt, runs/); level_<name>/ the
+                                snapshot of each teacher level (level.json, model.pt, model_calibrated.pt,
+                                preconditions.json, eval/)
     seed<S>/<level>/<arm>/      stage-2 run of one arm (result.json when finished), eval/ its test evaluation
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import resource
 import shutil
@@ -104,26 +104,55 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class _Tee:
+    """A text stream that copies what it is given to a file as well as to the original stream, until detached."""
+
+    def __init__(self, original: Any, file: Any) -> None:
+        self.original, self.file = original, file
+
+    def write(self, text: str) -> int:
+        if self.file is not None:
+            self.file.write(text)
+        return self.original.write(text)
+
+    def flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+        self.original.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+
 def _run_in_process(run_id: str, configs: list[str], overrides: dict[str, Any], log_file: Path) -> str:
+    """Run one workflow through ``monai.bundle.create_workflow``; everything it prints also goes to ``log_file``.
+
+    The bundle's logging configuration binds its console handler to ``sys.stdout`` when the workflow is created,
+    so stdout and stderr are teed before that (a root-logger handler would miss loggers that do not propagate).
+    """
+    import sys
+
     from monai.bundle import create_workflow
 
     values = {key: str(value) if isinstance(value, Path) else value for key, value in overrides.items()}
-    workflow = create_workflow(
-        config_file=[str(CONFIGS / name) for name in configs],
-        meta_file=str(CONFIGS / "metadata.json"),
-        run_id=run_id,
-        **values,
-    )
-    handler = logging.FileHandler(log_file, mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        workflow.run()
-        workflow.finalize()
-    finally:
-        root.removeHandler(handler)
-        handler.close()
+    with log_file.open("w") as stream:
+        tees = (_Tee(sys.stdout, stream), _Tee(sys.stderr, stream))
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = tees
+        try:
+            workflow = create_workflow(
+                config_file=[str(CONFIGS / name) for name in configs],
+                meta_file=str(CONFIGS / "metadata.json"),
+                run_id=run_id,
+                **values,
+            )
+            workflow.run()
+            workflow.finalize()
+        finally:
+            sys.stdout, sys.stderr = saved
+            for tee in tees:  # handlers created meanwhile may keep the tee: it then writes to the console only
+                tee.flush()
+                tee.file = None
     return log_file.read_text()
 
 
@@ -233,31 +262,65 @@ class Benchmark:
     def levels_of(self, seed: int) -> list[dict[str, Any]]:
         return [level for level in self.settings["levels"] if seed in level["seeds"]]
 
-    def stage1_segment(self, seed: int, level: dict[str, Any]) -> None:
-        """Train stage 1 up to the level's epoch (resuming the previous segment) and snapshot its best model."""
+    def stage1(self, seed: int) -> None:
+        """Train stage 1 (resuming a killed run from its own checkpoints) and snapshot every teacher level of the
+        seed: ``{"epoch": E}`` is the run's best checkpoint by the validation selection score (``model.pt``);
+        ``{"val_rib_auroc": x}`` the first validated checkpoint whose rib AUROC reaches ``x``."""
         out = self.stage1_dir(seed)
-        has_checkpoint = any(out.glob("checkpoint_*.pt"))
-        overrides: dict[str, Any] = {
-            "dataset_dir": self.data, "datalist": self.datalist(seed), "seed": seed, "ckpt_dir": out,
-            "output_dir": out / "runs", "train#trainer#max_epochs": level["epoch"],
-            "train#samples_per_epoch": self.s1["samples_per_epoch"], "learning_rate": self.s1["learning_rate"],
-            "loss#pos_weight": self.s1["pos_weight"], "val_interval": self.s1["val_interval"],
-            "tensorboard_overlays": 0,
-        }  # fmt: skip
-        if self.s1.get("lr_cosine"):
-            overrides.update({"lr_cosine": True, "lr_decay_epochs": self.s1["epochs"],
-                              "lr_final_factor": self.s1["lr_final_factor"]})  # fmt: skip
-        if has_checkpoint:
-            overrides["resume_checkpoint"] = "latest"
-        self.log(f"seed {seed}: stage 1 to epoch {level['epoch']} ({'resumed' if has_checkpoint else 'new'})")
-        log_file = out.parent / f"stage1_to{level['epoch']}.log"
-        text = self.launch("training", ["train.json"], overrides, log_file)
-        snapshot = self.level_dir(seed, level)
+        out.mkdir(parents=True, exist_ok=True)
+        levels = self.levels_of(seed)
+        if not (out / "checkpoint_final.pt").is_file():
+            has_checkpoint = any(out.glob("checkpoint_*.pt"))
+            overrides: dict[str, Any] = {
+                "dataset_dir": self.data, "datalist": self.datalist(seed), "seed": seed, "ckpt_dir": out,
+                "output_dir": out / "runs", "train#trainer#max_epochs": self.s1["epochs"],
+                "train#samples_per_epoch": self.s1["samples_per_epoch"], "learning_rate": self.s1["learning_rate"],
+                "loss#pos_weight": self.s1["pos_weight"], "val_interval": self.s1["val_interval"],
+                "tensorboard_overlays": 0,
+            }  # fmt: skip
+            if self.s1.get("lr_cosine"):
+                overrides.update({"lr_cosine": True, "lr_decay_epochs": self.s1["epochs"],
+                                  "lr_final_factor": self.s1["lr_final_factor"]})  # fmt: skip
+            if any("val_rib_auroc" in level for level in levels):  # keep the weights of every validated epoch
+                overrides["stage_handlers"] = [{
+                    "_target_": "scripts.utils.checkpoints.SafeCheckpointSaver", "save_dir": str(out),
+                    "save_dict": {"model": "@network"}, "file_prefix": "snapshot", "epoch_level": True,
+                    "save_interval": self.s1["val_interval"], "n_saved": None,
+                }]  # fmt: skip
+            if has_checkpoint:
+                overrides["resume_checkpoint"] = "latest"
+            attempt = len(list(out.parent.glob("stage1_run*.log"))) + 1
+            self.log(f"seed {seed}: stage 1, {self.s1['epochs']} epochs ({'resumed' if has_checkpoint else 'new'})")
+            self.launch("training", ["train.json"], overrides, out.parent / f"stage1_run{attempt}.log")
+        history: dict[int, dict[str, float]] = {}
+        for log_file in sorted(out.parent.glob("stage1_run*.log"), key=lambda p: int(p.stem[len("stage1_run"):])):
+            history.update({h["epoch"]: h for h in validation_history(log_file.read_text())})  # later runs win
+        curve = [history[epoch] for epoch in sorted(history)]
+        _write_json(out / "validation_history.json", curve, indent=1)
+        for level in levels:
+            self._snapshot_level(seed, level, curve)
+
+    def _snapshot_level(self, seed: int, level: dict[str, Any], curve: list[dict[str, float]]) -> None:
+        out, snapshot = self.stage1_dir(seed), self.level_dir(seed, level)
         snapshot.mkdir(parents=True, exist_ok=True)
-        for name in ("model_key_metric.json", "model_operating_point.json", "model.pt"):  # model.pt last: the marker
-            shutil.copy2(out / name, snapshot / name)
-        history = validation_history(text)
-        _write_json(snapshot / "validation_history.json", history, indent=1)
+        if "val_rib_auroc" in level:
+            reached = [h for h in curve if h.get("val_auroc_rib", float("nan")) >= level["val_rib_auroc"]]
+            chosen = reached[0] if reached else max(curve, key=lambda h: h.get("val_auroc_rib", float("-inf")))
+            if not reached:
+                self.log(f"seed {seed}: stage 1 never reached validation rib AUROC {level['val_rib_auroc']} for "
+                         f"level {level['name']}; its best validated checkpoint is used instead")  # fmt: skip
+            info = {"epoch": chosen["epoch"], "val_rib_auroc": chosen["val_auroc_rib"],
+                    "target": level["val_rib_auroc"], "reached": bool(reached)}  # fmt: skip
+            _write_json(snapshot / "level.json", info, indent=2)
+            shutil.copy2(out / f"snapshot_model_epoch={chosen['epoch']}.pt", snapshot / "model.pt")
+        else:
+            if level["epoch"] != self.s1["epochs"]:
+                raise ValueError(f"level {level['name']}: an 'epoch' level is the full run ({self.s1['epochs']})")
+            best = json.loads((out / "model_key_metric.json").read_text())
+            _write_json(snapshot / "level.json", {"epoch": "best by the validation selection score", **best}, indent=2)
+            for name in ("model_key_metric.json", "model_operating_point.json", "model.pt"):  # model.pt last
+                shutil.copy2(out / name, snapshot / name)
+        _write_json(snapshot / "validation_history.json", curve, indent=1)
 
     def calibrate(self, seed: int, level: dict[str, Any]) -> Path:
         snapshot = self.level_dir(seed, level)
@@ -442,10 +505,10 @@ class Benchmark:
         steps: list[Step] = []
         seeds = self.settings["training_seeds"]
         for seed in seeds:
-            for level in self.levels_of(seed):
-                snapshot = self.level_dir(seed, level) / "model.pt"
-                steps.append(Step(f"seed {seed}: stage 1 to epoch {level['epoch']}", snapshot.is_file,
-                                  lambda s=seed, lv=level: self.stage1_segment(s, lv), "stage1"))  # fmt: skip
+            snapshots = [self.level_dir(seed, level) / "model.pt" for level in self.levels_of(seed)]
+            steps.append(Step(f"seed {seed}: stage 1 and its teacher levels",
+                              lambda paths=snapshots: all(p.is_file() for p in paths),
+                              lambda s=seed: self.stage1(s), "stage1"))  # fmt: skip
         levels = [self.settings["levels"][-1], *self.settings["levels"][:-1]]
         for level in levels:
             for seed in [s for s in seeds if s in level["seeds"]]:

@@ -3,8 +3,8 @@
 * ``v1`` (``bundle/docs/ablation_protocol.md``): one teacher level, R fixed across seeds, a0 and EMA decay tuned
   on seed 0, stage 2 of 128 iterations. Kept so that its recorded results (``ablation.json``) can be rerun.
 * ``v2`` (``bundle/docs/ablation_protocol_v2.md``): a stage 1 in the paper's band, a teacher-quality sweep
-  (three stage-1 snapshots), stage 2 of at least 8 passes over P, a P-dose series, R drawn anew per seed and
-  hierarchical (seeds, then test images) intervals.
+  (three stage-1 checkpoints of rising validation AUROC), stage 2 of at least 8 passes over P, a P-dose series,
+  R drawn anew per seed and hierarchical (seeds, then test images) intervals.
 * ``v2-tiny``: v2's code path at a size that runs in about a minute (the quick test tier); its numbers mean nothing.
 * ``v2-pilot``: the pilot that chose v2's levers, on its own generator seed, validation split only.
 
@@ -131,11 +131,12 @@ _V2: dict[str, Any] = {
         "lr_cosine": True,
         "lr_final_factor": 0.01,
     },
-    # Teacher levels: the stage-1 model selected on validation among the checkpoints up to ``epoch`` (the run is
-    # made in segments that resume one another, so the snapshots share one schedule). The last level is the top.
+    # Teacher levels (amendment 1 of the protocol): ``val_rib_auroc`` = the first validated stage-1 checkpoint whose
+    # validation rib AUROC reaches that value; ``epoch`` = the full run's best checkpoint by the validation selection
+    # score. The last level is the top.
     "levels": [
-        {"name": "low", "epoch": 18, "seeds": [0, 1, 2]},  # pilot
-        {"name": "mid", "epoch": 28, "seeds": [0, 1, 2]},  # pilot
+        {"name": "low", "val_rib_auroc": 0.70, "seeds": [0, 1, 2]},
+        {"name": "mid", "val_rib_auroc": 0.78, "seeds": [0, 1, 2]},
         {"name": "top", "epoch": 48, "seeds": [0, 1, 2, 3, 4]},
     ],
     "stage2": {
@@ -191,7 +192,7 @@ def _tiny(base: dict[str, Any]) -> dict[str, Any]:
     tiny["pool"].update(seed=3, num_images=72, size=96, difficulty=0.0, prevalence=0.5, val_fraction=0.25,
                         test_fraction=0.25)  # fmt: skip
     tiny["stage1"].update(epochs=2, samples_per_epoch=8, val_interval=1)
-    tiny["levels"] = [{"name": "low", "epoch": 1, "seeds": [0]}, {"name": "top", "epoch": 2, "seeds": [0, 1]}]
+    tiny["levels"] = [{"name": "low", "val_rib_auroc": 0.0, "seeds": [0]}, {"name": "top", "epoch": 2, "seeds": [0, 1]}]
     tiny["arms"] = {"low": ["stage1", "control", "aals"], "top": ["stage1", "control", "plain", "aals", "oracle"]}
     tiny["comparisons"] = {
         "low": [["aals", "control"], ["control", "stage1"]],

@@ -90,11 +90,12 @@ def _levels(settings: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     """Per level: its teacher quality (validation rib AUROC) and AALS preconditions, mean over its seeds."""
     levels = []
     for level in settings["levels"]:
-        pre = []
+        pre, epochs = [], []
         for seed in level["seeds"]:
-            path = work / f"seed{seed}" / "stage1" / f"level_{level['name']}" / "preconditions.json"
-            if path.is_file():
-                pre.append(json.loads(path.read_text()))
+            folder = work / f"seed{seed}" / "stage1" / f"level_{level['name']}"
+            if (folder / "preconditions.json").is_file():
+                pre.append(json.loads((folder / "preconditions.json").read_text()))
+                epochs.append(json.loads((folder / "level.json").read_text())["epoch"])
         if not pre:
             continue
 
@@ -102,7 +103,8 @@ def _levels(settings: dict[str, Any], work: Path) -> list[dict[str, Any]]:
             return float(np.mean([p[key] for p in items]))
 
         levels.append({
-            "name": level["name"], "epoch": level["epoch"], "seeds": level["seeds"],
+            "name": level["name"], "definition": {k: v for k, v in level.items() if k in ("epoch", "val_rib_auroc")},
+            "seeds": level["seeds"], "stage1_epoch_per_seed": epochs,
             "teacher_val_rib_auroc": mean("val_rib_auroc"),
             "teacher_val_rib_auroc_per_seed": [p["val_rib_auroc"] for p in pre],
             "teacher_val_clavicle_auroc": mean("val_clavicle_auroc"),

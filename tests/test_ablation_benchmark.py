@@ -40,9 +40,9 @@ def test_benchmark_command_at_tiny_size_survives_a_kill_and_resumes(tmp_path):
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-4000:]
     progress = [line for line in output.splitlines() if line.startswith("[ablation")]
-    # done before the kill: seed 0's two stage-1 segments, seed 1's stage 1, seed 0's top-level teacher
-    assert any("4 already done" in line for line in progress), progress[:6]
-    assert not any("stage 1 to epoch" in line for line in progress)  # finished steps are not redone
+    # done before the kill: seed 0's and seed 1's stage 1 (with their level snapshots), seed 0's top-level teacher
+    assert any("3 already done" in line for line in progress), progress[:6]
+    assert not any(": stage 1, " in line for line in progress)  # finished steps are not redone
 
     record = json.loads((tmp_path / "ablation_v2_tiny.json").read_text())
     assert set(record) >= REQUIRED_KEYS
@@ -56,6 +56,8 @@ def test_benchmark_command_at_tiny_size_survives_a_kill_and_resumes(tmp_path):
     assert entry["lower"] <= entry["difference"] <= entry["upper"] and len(entry["per_seed"]) == 2
     assert [dose["fraction"] for dose in record["p_dose"]] == [0.0, 0.5, 1.0]
     assert set(record["preconditions"]) == {"low/seed0", "top/seed0", "top/seed1"}
+    low = json.loads((tmp_path / "seed0" / "stage1" / "level_low" / "level.json").read_text())
+    assert (tmp_path / "seed0" / "stage1" / f"snapshot_model_epoch={low['epoch']}.pt").is_file()
 
     third = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert third.returncode == 0 and "0 to run" in third.stdout  # a rerun days later redoes nothing
@@ -70,7 +72,7 @@ def test_gpu_variant_runs_stage1_and_teachers_with_the_default_network_at_tiny_s
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert "(default network)" in result.stdout
-    log = (tmp_path / "seed0" / "stage1_to2.log").read_text()
+    log = (tmp_path / "seed0" / "stage1_run1.log").read_text()
     assert "demo.json" not in log and "network_def#block" not in log  # the bundle's own network, no override
     for seed, level in ((0, "low"), (0, "top"), (1, "top")):
         pre = json.loads((tmp_path / f"seed{seed}" / "stage1" / f"level_{level}" / "preconditions.json").read_text())
