@@ -1,0 +1,502 @@
+"""Scale benchmark: stage-1 training and folder inference as the number of images grows, one command.
+
+For N in ``--sizes`` (default 1,000, 4,000, 16,000 and the paper's 65,845) training entries, each a distinct file
+(contents cycle through a pool of phantoms, ``--pool`` of them, PNG at ``--phantom_size`` px), it runs the
+bundle's stage 1 (``train.json`` + ``demo.json``: light network, 256 px, batch 16) in a child process, one
+epoch of ``--samples`` samples without validation, and measures:
+
+* the preprocessed store's build: images/s with 1 and 2 build workers (``num_workers``), bytes per image on disk;
+* time from the launch of the process to its first completed training step, with an empty store (cold: the
+  build is part of it) and with the store built (warm);
+* steady training samples/s (median iteration after the first 5) as a ratio to the bare step, measured in the
+  same process right after the epoch (forward + loss + backward + optimizer on one augmented batch);
+* peak memory of the whole process tree (the child and its build / loader workers), sampled every 0.2 s from
+  /proc: the largest sum of ``VmRSS`` and of ``Pss`` (proportional: pages shared between processes counted
+  once), and the largest ``VmHWM`` of any one process;
+* the in-RAM ``CacheDataset`` (``--cache_dir ""``) at the smaller sizes, for comparison;
+* ``torchrun`` with 2 CPU processes (``multi_gpu_train.json``) on one warm store, against one process.
+
+Inference: ``inference.json`` over a folder of ``--inference_files`` files (hard links to the training files):
+images/s against loader workers (0, 1, 2) on the first 1,024, then the whole folder with 2 workers, with the
+tree's memory sampled along the way (flat or not), and a rerun with ``--skip_existing true``.
+
+Results go to ``bundle/docs/benchmark_scale.json`` and, with ``--model_card``, to the table between the
+``scale`` markers of ``bundle/docs/README.md``. Runs are sequential; the disk holds the files and the stores
+(about 110 kB + 135 kB per image at the defaults: 16 GB for 65,845).
+
+    .venv/bin/python scripts/benchmark_scale.py --workdir /data/scale_bench --model_card
+    .venv/bin/python scripts/benchmark_scale.py --sizes 1000 4000 --skip_inference   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from repo_paths import BUNDLE_ROOT, REPO_ROOT
+
+CONFIGS = BUNDLE_ROOT / "configs"
+PAPER_IMAGES = 65_845
+MARKERS = ("<!-- scale:begin -->", "<!-- scale:end -->")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# memory of a process tree, from /proc
+# --------------------------------------------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (from the parent field of /proc/<pid>/stat)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(entry))
+    found, stack = [], [pid]
+    while stack:
+        for child in parents.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _memory(pid: int) -> dict[str, int] | None:
+    """``VmRSS``, ``VmHWM`` (status) and ``Pss`` (smaps_rollup) of ``pid`` in bytes, or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return None
+    out = {}
+    for line in status + rollup:
+        name = line.split(":")[0]
+        if name in ("VmRSS", "VmHWM", "Pss"):
+            out[name] = int(line.split()[1]) * 1024
+    return out if "VmRSS" in out else None
+
+
+class TreeMonitor:
+    """Samples the memory of a process and all its descendants every ``interval`` seconds in a thread.
+
+    Attributes after :meth:`stop`: ``peak_rss`` and ``peak_pss`` (largest sums over the tree at one sample),
+    ``peak_hwm`` (largest ``VmHWM`` of one process), ``processes`` (distinct pids seen), ``timeline`` (time,
+    tree RSS) pairs.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak_rss = self.peak_pss = self.peak_hwm = 0
+        self.seen: set[int] = set()
+        self.timeline: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._start = time.time()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        rss = pss = 0
+        for pid in [self.pid, *_children(self.pid)]:
+            memory = _memory(pid)
+            if memory is None:
+                continue
+            self.seen.add(pid)
+            rss += memory["VmRSS"]
+            pss += memory.get("Pss", memory["VmRSS"])
+            self.peak_hwm = max(self.peak_hwm, memory["VmHWM"])
+        self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+        if rss:
+            self.timeline.append((round(time.time() - self._start, 2), rss))
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        return {
+            "tree_peak_rss_mb": round(self.peak_rss / 2**20),
+            "tree_peak_pss_mb": round(self.peak_pss / 2**20),
+            "largest_process_vmhwm_mb": round(self.peak_hwm / 2**20),
+            "processes": len(self.seen),
+        }
+
+
+def run_monitored(command: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> dict[str, Any]:
+    """Run ``command``, sampling its tree's memory; return the memory figures, wall time and its last JSON lines."""
+    start = time.time()
+    env = {**os.environ, **(env or {}), "SCALE_T0": repr(start)}
+    with open(log or os.devnull, "w") as sink:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=sink, text=True)
+        monitor = TreeMonitor(process.pid)
+        stdout, _ = process.communicate()
+    memory = monitor.stop()
+    if process.returncode != 0:
+        tail = Path(log).read_text()[-3000:] if log else ""
+        raise RuntimeError(f"{' '.join(command[:6])} ... failed ({process.returncode}):\n{tail}")
+    results = [json.loads(line[len("SCALE ") :]) for line in stdout.splitlines() if line.startswith("SCALE ")]
+    return {"wall_s": round(time.time() - start, 2), **memory, "results": results, "timeline": monitor.timeline}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# data: a phantom pool copied into N distinct files
+# --------------------------------------------------------------------------------------------------------------
+def prepare_data(workdir: Path, count: int, pool: int, phantom_size: int, validation: int) -> dict[str, Any]:
+    """``count`` training files under ``workdir/data/files/<k>/`` (copies cycling through ``pool`` phantoms)."""
+    from cxr_phantom import generate_dataset
+
+    pool_dir = workdir / "pool"
+    if not (pool_dir / "datalist.json").is_file():
+        generate_dataset(
+            pool_dir, num_images=pool + validation * 3, size=phantom_size, seed=0, prevalence=0.4, r_fraction=0.5,
+            val_fraction=validation / (pool + validation * 3), test_fraction=0.0, difficulty=0.2, image_format="png",
+            workers=2, progress=False,
+        )  # fmt: skip
+    content = json.loads((pool_dir / "datalist.json").read_text())
+    training = [e for e in content["training"] if e.get("subset") in ("R", "N")]
+    files = workdir / "data" / "files"
+    entries = []
+    for index in range(count):
+        source = training[index % len(training)]
+        target = files / f"{index // 1000:03d}" / f"{index:06d}.png"
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(pool_dir / source["image"], target)  # a distinct file: its own path, inode and mtime
+        entries.append({**source, "image": str(target.relative_to(workdir / "data"))})
+    valid_dir = workdir / "data" / "validation"
+    valid_dir.mkdir(parents=True, exist_ok=True)
+    validation_entries = []
+    for entry in content["validation"][:validation]:
+        target = valid_dir / Path(entry["image"]).name
+        if not target.is_file():
+            shutil.copyfile(pool_dir / entry["image"], target)
+        validation_entries.append({**entry, "image": str(target.relative_to(workdir / "data"))})
+    source_bytes = sum((workdir / "data" / e["image"]).stat().st_size for e in entries[: min(count, 1000)])
+    return {
+        "training": entries,
+        "validation": validation_entries,
+        "classes": content.get("classes", ["rib", "clavicle"]),
+        "source_bytes_per_image": round(source_bytes / min(count, 1000)),
+    }
+
+
+def write_datalist(workdir: Path, data: dict[str, Any], count: int) -> Path:
+    path = workdir / "data" / f"datalist_{count}.json"
+    content = {"classes": data["classes"], "training": data["training"][:count], "validation": data["validation"]}
+    path.write_text(json.dumps(content))
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------------
+# child processes
+# --------------------------------------------------------------------------------------------------------------
+def child_train(args: argparse.Namespace) -> None:
+    """One bundle training run in this process (as ``monai.bundle run`` does), timing its steps; print SCALE json."""
+    launched = float(os.environ["SCALE_T0"])
+    sys.path.insert(1, str(BUNDLE_ROOT))
+    import torch
+    from ignite.engine import Events
+    from monai.bundle import ConfigWorkflow
+
+    configs = [str(CONFIGS / name) for name in args.configs]
+    overrides = json.loads(args.overrides)
+    workflow = ConfigWorkflow(
+        config_file=configs, meta_file=str(CONFIGS / "metadata.json"), workflow_type="train", **overrides
+    )
+    workflow.initialize()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    stamps: list[float] = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: stamps.append(time.time()))
+    workflow.run()
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    dataset = workflow.parser.get_parsed_content("train#dataset")
+    report = getattr(dataset, "build_report", None)
+    batch = int(workflow.parser.get_parsed_content("batch_size"))
+    steps = [b - a for a, b in zip(stamps[5:], stamps[6:], strict=False)]
+    result = {
+        "rank": rank,
+        "first_step_s": round(stamps[0] - launched, 2),
+        "iterations": len(stamps),
+        "steady_samples_per_s": round(batch / statistics.median(steps), 2) if steps else None,
+        "build": None if report is None else {
+            "built": report.built, "present": report.present, "seconds": round(report.seconds, 2),
+            "entry_bytes": report.entry_bytes, "total": report.total,
+        },
+    }  # fmt: skip
+    if args.bare_steps and not torch.distributed.is_initialized():
+        result["bare_step_samples_per_s"] = round(bare_step(workflow, trainer, args.bare_steps), 2)
+        result["steady_over_bare_step"] = round(result["steady_samples_per_s"] / result["bare_step_samples_per_s"], 3)
+    workflow.finalize()
+    print("SCALE " + json.dumps(result), flush=True)
+
+
+def bare_step(workflow: Any, trainer: Any, iterations: int) -> float:
+    """Samples/s of forward + loss + backward + optimizer step on one augmented batch (no data loading)."""
+    import torch
+
+    augmentation = workflow.parser.get_parsed_content("train#augmentation")
+    device = trainer.state.device
+    batch = next(iter(trainer.data_loader))
+    image, label = augmentation(batch["image"].to(device), batch["label"].to(device))
+    network, loss_function, optimizer = trainer.network, trainer.loss_function, trainer.optimizer
+    network.train()
+    times = []
+    for index in range(iterations + 1):
+        start = time.perf_counter()
+        loss = loss_function(network(image), label)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if index:  # the first is a warm-up
+            times.append(time.perf_counter() - start)
+    del torch
+    return image.shape[0] / statistics.median(times)
+
+
+def child_build(args: argparse.Namespace) -> None:
+    """Build the store of a datalist's training files with ``--workers`` workers; print SCALE json."""
+    sys.path.insert(1, str(BUNDLE_ROOT))
+    from monai.bundle import ConfigParser
+    from scripts.data.store import PreprocessedStore
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / name) for name in args.configs])
+    parser.update(json.loads(args.overrides))
+    items = parser.get_parsed_content("train#datalist")
+    store = PreprocessedStore(parser.get_parsed_content("cache_dir"), parser.get_parsed_content("image_transforms"))
+    report = store.build([item["image"] for item in items], num_workers=args.workers, progress=False)
+    result = {"built": report.built, "seconds": round(report.seconds, 2), "entry_bytes": report.entry_bytes}
+    result["images_per_s"] = round(report.built / report.seconds, 1)
+    print("SCALE " + json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the benchmark
+# --------------------------------------------------------------------------------------------------------------
+def training_overrides(workdir: Path, count: int, cache_dir: str, samples: int, tag: str) -> dict[str, Any]:
+    return {
+        "dataset_dir": str(workdir / "data"),
+        "datalist": str(workdir / "data" / f"datalist_{count}.json"),
+        "cache_dir": cache_dir,
+        "ckpt_dir": str(workdir / "runs" / tag / "models"),
+        "output_dir": str(workdir / "runs" / tag),
+        "train#trainer#max_epochs": 1,
+        "train#samples_per_epoch": samples,
+        "val_interval": 1000,
+        "num_workers": 2,
+    }
+
+
+def train_run(args: argparse.Namespace, count: int, cache_dir: str, tag: str, processes: int = 1) -> dict[str, Any]:
+    configs = ["train.json", "demo.json"] + (["multi_gpu_train.json"] if processes > 1 else [])
+    overrides = training_overrides(args.workdir, count, cache_dir, args.samples, tag)
+    child = [__file__, "--child", "train", "--configs", *configs, "--overrides", json.dumps(overrides)]
+    child += ["--bare_steps", str(args.bare_steps)]
+    if processes > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+                   f"--nproc_per_node={processes}", *child]  # fmt: skip
+    else:
+        command = [sys.executable, *child]
+    log = args.workdir / "logs" / f"{tag}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    outcome = run_monitored(command, log=log)
+    outcome.pop("timeline")
+    results = sorted(outcome.pop("results"), key=lambda r: r["rank"])
+    print(f"[scale] {tag}: {json.dumps(results[0])} tree peak RSS {outcome['tree_peak_rss_mb']} MB, "
+          f"PSS {outcome['tree_peak_pss_mb']} MB", flush=True)  # fmt: skip
+    return {**outcome, **results[0], "ranks": results if processes > 1 else None, "processes": processes}
+
+
+def build_run(args: argparse.Namespace, count: int, workers: int) -> dict[str, Any]:
+    store = args.workdir / f"store_build_{workers}"
+    shutil.rmtree(store, ignore_errors=True)
+    overrides = training_overrides(args.workdir, count, str(store), args.samples, f"build{workers}")
+    command = [sys.executable, __file__, "--child", "build", "--configs", "train.json", "demo.json",
+               "--overrides", json.dumps(overrides), "--workers", str(workers)]  # fmt: skip
+    outcome = run_monitored(command, log=args.workdir / "logs" / f"build_{workers}.log")
+    outcome.pop("timeline")
+    result = outcome.pop("results")[0]
+    shutil.rmtree(store, ignore_errors=True)
+    print(f"[scale] build with {workers} worker(s), {count} images: {result['images_per_s']} images/s", flush=True)
+    return {**outcome, **result, "workers": workers, "images": count}
+
+
+def inference_runs(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
+    """Folder inference over ``--inference_files`` hard links to training files: rate vs workers, flat memory."""
+    folder = args.workdir / "inference_input"
+    files = sorted((args.workdir / "data" / "files").rglob("*.png"))[: args.inference_files]
+    if len(files) < args.inference_files:
+        raise SystemExit(f"need {args.inference_files} training files for the inference run, have {len(files)}")
+    small = folder / "small"
+    for index, source in enumerate(files):
+        target = folder / "all" / f"{index // 1000:03d}" / source.name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source, target)
+        if index < 1024 and not (small / source.name).exists():
+            small.mkdir(parents=True, exist_ok=True)
+            os.link(source, small / source.name)
+    checkpoint = next((args.workdir / "runs").rglob("checkpoint_final.pt"))
+
+    def infer(input_dir: Path, workers: int, tag: str, skip_existing: bool = False) -> dict[str, Any]:
+        output = args.workdir / "inference_output" / tag
+        if not skip_existing:
+            shutil.rmtree(output, ignore_errors=True)
+        command = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+                   f"['{CONFIGS / 'inference.json'}','{CONFIGS / 'demo.json'}']",
+                   "--meta_file", str(CONFIGS / "metadata.json"), "--dataset_dir", str(input_dir),
+                   "--output_dir", str(output), "--ckpt_path", str(checkpoint), "--num_workers", str(workers),
+                   "--write_overlays", "false", "--skip_existing", str(skip_existing).lower()]  # fmt: skip
+        outcome = run_monitored(command, log=args.workdir / "logs" / f"inference_{tag}.log")
+        summary = json.loads((output / "summary.json").read_text())
+        counts = {k: summary[k] for k in ("processed", "refused", "skipped", "existing")}
+        timeline = outcome.pop("timeline")
+        outcome.pop("results")
+        images = counts["processed"]
+        result = {**outcome, **counts, "workers": workers, "images_per_s": round(images / outcome["wall_s"], 2)}
+        if len(timeline) > 10:  # memory over the run: the tree's RSS at 20 % and at the end of the samples
+            result["tree_rss_mb_at_20_percent"] = round(timeline[len(timeline) // 5][1] / 2**20)
+            result["tree_rss_mb_at_end"] = round(max(r for _, r in timeline[-5:]) / 2**20)
+        print(f"[scale] inference {tag}: {json.dumps(result)}", flush=True)
+        return result
+
+    by_workers = [infer(small, workers, f"small_w{workers}") for workers in (0, 1, 2)]
+    full = infer(folder / "all", 2, "all_w2")
+    resumed = infer(folder / "all", 2, "all_w2", skip_existing=True)
+    return {"files": len(files), "by_workers_1024_files": by_workers, "all_files": full, "rerun_skip_existing": resumed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000, PAPER_IMAGES])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/benchmark_scale"))
+    parser.add_argument("--pool", type=int, default=256, help="distinct phantoms the files cycle through")
+    parser.add_argument("--phantom_size", type=int, default=320)
+    parser.add_argument("--validation", type=int, default=32, help="validation images (built, not run)")
+    parser.add_argument("--samples", type=int, default=640, help="training samples in each run's one epoch")
+    parser.add_argument("--bare_steps", type=int, default=10)
+    parser.add_argument("--in_ram_sizes", type=int, nargs="*", default=[1000, 4000])
+    parser.add_argument("--torchrun_size", type=int, default=4000)
+    parser.add_argument("--build_size", type=int, default=4000, help="images for the 1- and 2-worker build rates")
+    parser.add_argument("--inference_files", type=int, default=10_240)
+    parser.add_argument("--skip_inference", action="store_true")
+    parser.add_argument("--output", type=Path, default=BUNDLE_ROOT / "docs" / "benchmark_scale.json")
+    parser.add_argument("--model_card", action="store_true", help="update the table in bundle/docs/README.md")
+    parser.add_argument("--child", choices=("train", "build"), help=argparse.SUPPRESS)
+    parser.add_argument("--configs", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "train":
+        return child_train(args)
+    if args.child == "build":
+        return child_build(args)
+
+    started = time.time()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    largest = max([*args.sizes, args.build_size, args.torchrun_size, *args.in_ram_sizes, args.inference_files])
+    data = prepare_data(args.workdir, largest, args.pool, args.phantom_size, args.validation)
+    for count in sorted({*args.sizes, args.build_size, args.torchrun_size, *args.in_ram_sizes}):
+        write_datalist(args.workdir, data, count)
+    report: dict[str, Any] = {
+        "command": "python scripts/benchmark_scale.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpu_count": os.cpu_count(), "load_average_at_start": [round(v, 1) for v in os.getloadavg()]},
+        "settings": {"configs": ["train.json", "demo.json"], "image_size": 256, "batch_size": 16,
+                     "samples_per_run": args.samples, "pool": args.pool, "phantom_size": args.phantom_size,
+                     "source_bytes_per_image": data["source_bytes_per_image"]},  # fmt: skip
+        "builds": [build_run(args, args.build_size, workers) for workers in (1, 2)],
+        "store": [],
+        "in_ram": [],
+    }
+    store_dir = args.workdir / "store"
+    for count in args.sizes:
+        shutil.rmtree(store_dir, ignore_errors=True)
+        cold = train_run(args, count, str(store_dir), f"store_{count}_cold")
+        warm = train_run(args, count, str(store_dir), f"store_{count}_warm")
+        report["store"].append({"images": count, "cold": cold, "warm": warm})
+    for count in args.in_ram_sizes:
+        report["in_ram"].append({"images": count, "run": train_run(args, count, "", f"in_ram_{count}")})
+    # torchrun: 2 processes on one warm store, and one process on the same store, back to back
+    shutil.rmtree(store_dir, ignore_errors=True)
+    train_run(args, args.torchrun_size, str(store_dir), f"torchrun_{args.torchrun_size}_build")
+    single = train_run(args, args.torchrun_size, str(store_dir), f"torchrun_{args.torchrun_size}_single")
+    double = train_run(args, args.torchrun_size, str(store_dir), f"torchrun_{args.torchrun_size}_x2", processes=2)
+    report["torchrun"] = {"images": args.torchrun_size, "one_process": single, "two_processes": double}
+    if not args.skip_inference:
+        report["inference"] = inference_runs(args, data)
+    report["goals"] = goals(report)
+    report["machine"]["load_average_at_end"] = [round(v, 1) for v in os.getloadavg()]
+    report["wall_minutes"] = round((time.time() - started) / 60, 1)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"[scale] results in {args.output}", flush=True)
+    if args.model_card:
+        update_model_card(report)
+
+
+def goals(report: dict[str, Any]) -> dict[str, Any]:
+    """The issue's goals, read off the measurements."""
+    store = {row["images"]: row for row in report["store"]}
+    out: dict[str, Any] = {}
+    if 1000 in store and 16000 in store:
+        small, large = store[1000]["warm"], store[16000]["warm"]
+        out["rss_16k_over_1k"] = round(large["tree_peak_rss_mb"] / small["tree_peak_rss_mb"], 3)
+        out["rss_16k_over_1k_at_most_1.25"] = out["rss_16k_over_1k"] <= 1.25
+        out["throughput_16k_over_1k"] = round(large["steady_over_bare_step"] / small["steady_over_bare_step"], 3)
+        out["throughput_16k_over_1k_at_least_0.90"] = out["throughput_16k_over_1k"] >= 0.90
+    if PAPER_IMAGES in store and 1000 in store:
+        ratio = store[PAPER_IMAGES]["warm"]["tree_peak_rss_mb"] / store[1000]["warm"]["tree_peak_rss_mb"]
+        out["rss_65845_over_1k"] = round(ratio, 3)
+    out["warm_first_step_s"] = {str(n): row["warm"]["first_step_s"] for n, row in store.items()}
+    out["warm_first_step_within_10_s"] = all(row["warm"]["first_step_s"] <= 10 for row in store.values())
+    torchrun = report.get("torchrun")
+    if torchrun:
+        one, two = torchrun["one_process"]["tree_peak_pss_mb"], torchrun["two_processes"]["tree_peak_pss_mb"]
+        out["torchrun_two_over_one_pss"] = round(two / one, 3)
+        out["torchrun_two_under_twice_one"] = two < 2 * one
+    return out
+
+
+def update_model_card(report: dict[str, Any]) -> None:
+    """Replace the table between the ``scale`` markers of the model card with this run's numbers."""
+    card = BUNDLE_ROOT / "docs" / "README.md"
+    text = card.read_text()
+    if MARKERS[0] not in text:
+        print("[scale] model card has no scale markers: table not written", flush=True)
+        return
+    rows = ["| training images | store build (s, 2 workers) | bytes per image | first step cold (s) | "
+            "first step warm (s) | steady / bare step (warm) | tree peak RSS / PSS warm (MB) |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for row in report["store"]:
+        cold, warm = row["cold"], row["warm"]
+        per_image = (cold["build"] or {}).get("entry_bytes", 0) / max(row["images"], 1)
+        rows.append(
+            f"| {row['images']:,} | {cold['build']['seconds']:.0f} | {per_image / 1e3:.0f} kB | "
+            f"{cold['first_step_s']:.1f} | {warm['first_step_s']:.1f} | {warm['steady_over_bare_step']:.2f} "
+            f"(bare {warm['bare_step_samples_per_s']:.0f} samples/s) | {warm['tree_peak_rss_mb']:,} / "
+            f"{warm['tree_peak_pss_mb']:,} |"
+        )
+    for row in report["in_ram"]:
+        run = row["run"]
+        rows.append(
+            f"| {row['images']:,} in RAM (`cache_dir \"\"`) | — | — | {run['first_step_s']:.1f} | (rebuilt each run) | "
+            f"{run['steady_over_bare_step']:.2f} (bare {run['bare_step_samples_per_s']:.0f} samples/s) | "
+            f"{run['tree_peak_rss_mb']:,} / {run['tree_peak_pss_mb']:,} |"
+        )
+    start, end = text.index(MARKERS[0]) + len(MARKERS[0]), text.index(MARKERS[1])
+    card.write_text(text[:start] + "\n" + "\n".join(rows) + "\n" + text[end:])
+
+
+if __name__ == "__main__":
+    main()
