@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_NAME = "cxr_rib_fracture_aals"
 LARGE_FILE_BYTES = 25 * 1024 * 1024  # Model Zoo limit for files kept in git
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # earliest time a zip entry can hold: no build-time leaks into the archive
-_SKIPPED_DIRS = {"__pycache__", "runs", "eval", ".pytest_cache", ".ruff_cache"}
+_SKIPPED_DIRS = {"__pycache__", "runs", "eval", "cache", ".pytest_cache", ".ruff_cache"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 from helpers import write_png
 from scripts.data.store import PreprocessedStore, StoreBuildError, StoreDataset, file_key, preprocessed_dataset
-from scripts.loading import LoadCXRImaged
-from scripts.transforms import LetterboxResized, PercentileScaleIntensityd
+from scripts.data.loading import LoadCXRImaged
+from scripts.data.transforms import LetterboxResized, PercentileScaleIntensityd
 
 #: Import path of the child processes below: the tools (repo_paths), this folder (helpers, this module), the bundle.
 CHILD_PATH = [str(REPO_ROOT / "scripts"), str(Path(__file__).parent), str(BUNDLE_ROOT)]
@@ -176,3 +176,26 @@ def test_store_dataset_reads_without_holding_images_and_rebuilds_a_damaged_entry
     path.write_bytes(path.read_bytes()[:100])  # a damaged entry (e.g. a disk fault) is rebuilt on read
     assert torch.equal(dataset[0]["image"], before)
     assert store.read(sources[0], rebuild=False)["image"].shape == (1, 32, 32)
+
+
+def test_store_items_equal_the_in_ram_cache_items_of_train_json(phantoms: Path, tmp_path: Path) -> None:
+    """Training and validation items read through the store equal those of the in-RAM CacheDataset, key by key."""
+    from monai.bundle import ConfigParser
+
+    def items(section: str, cache_dir: str) -> list[dict]:
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLE_ROOT / "configs" / "train.json"))
+        parser.update({"dataset_dir": str(phantoms), "cache_dir": cache_dir, "image_size": 64, "num_workers": 0})
+        dataset = parser.get_parsed_content(f"{section}#dataset")
+        return [dataset[i] for i in range(len(dataset))]
+
+    for section, dtype in (("train", torch.float16), ("validate", torch.float32)):
+        in_ram, stored = items(section, ""), items(section, str(tmp_path / "cache"))
+        assert any(float(item.get("label", torch.zeros(1)).sum()) > 0 for item in in_ram) or section == "validate"
+        for a, b in zip(in_ram, stored, strict=True):
+            assert b["image"].dtype == dtype and set(a) <= set(b)  # the store adds image_path to training items
+            for key in a:
+                if isinstance(a[key], torch.Tensor | np.ndarray):
+                    assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), (section, key)
+                else:
+                    assert a[key] == b[key], (section, key)

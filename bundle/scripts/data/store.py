@@ -299,9 +299,12 @@ class PreprocessedStore:
                 "preprocessed store %s: building %d of %d entries with %d worker(s)",
                 self.folder, len(order), len(sources), num_workers,
             )  # fmt: skip
+            # A DataLoader runs the jobs in worker processes (as it would run a Dataset's transforms); its own
+            # generator, because a loader draws its workers' base seed from it: the global one stays untouched, so a
+            # seeded run samples and augments as it would with the in-RAM cache.
             loader = DataLoader(
                 _BuildJobs(self, order), batch_size=None, shuffle=False, num_workers=num_workers,
-                collate_fn=lambda job: job, persistent_workers=False,
+                collate_fn=lambda job: job, persistent_workers=False, generator=torch.Generator(),
             )  # fmt: skip
             bar = _progress(loader, len(order), progress and rank == 0, "preprocessed store")
             for source, reason, written in bar:
@@ -455,6 +458,7 @@ class StoreDataset(Dataset):
     ) -> None:
         super().__init__(data=data, transform=transform)
         self.store, self.path_key = store, path_key
+        self.build_report: BuildReport | None = None
 
     def _transform(self, index: int) -> Any:
         item = dict(self.data[index])
@@ -477,6 +481,7 @@ def preprocessed_dataset(
     path_key: str | None = None,
     progress: bool = True,
     check_items: bool = True,
+    dtype: str = "float16",
 ) -> Dataset:
     """The dataset a config asks for: a :class:`StoreDataset` with ``cache_dir``, else MONAI's in-RAM ``CacheDataset``.
 
@@ -497,13 +502,18 @@ def preprocessed_dataset(
         path_key: key receiving the image path (store path; the in-RAM chain sets it itself).
         progress: show progress bars.
         check_items: run ``item_transforms`` once on items with boxes or a label map (store path).
+        dtype: dtype of the stored images: float16 for training (what the in-RAM training cache holds), float32 for
+            validation and test images (what the network was evaluated on in RAM); an image is in one split only, so
+            nothing is stored twice.
+
+    The store's build report is the dataset's ``build_report`` attribute.
     """
     if not cache_dir:
         return CacheDataset(
             data=data, transform=full_transform, cache_rate=cache_rate, copy_cache=copy_cache,
             num_workers=num_workers, progress=progress,
         )  # fmt: skip
-    store = PreprocessedStore(cache_dir, image_transforms)
+    store = PreprocessedStore(cache_dir, image_transforms, dtype=dtype)
     report = store.build([item["image"] for item in data], num_workers=num_workers, progress=progress)
     if report.refused:
         listing = "\n  ".join(f"{path}: {reason}" for path, reason in list(report.refused.items())[:50])
@@ -513,6 +523,7 @@ def preprocessed_dataset(
             f"{store.folder / 'refused.json'}):\n  {listing}{more}"
         )
     dataset = StoreDataset(data, store, Compose(list(item_transforms)), path_key=path_key)
+    dataset.build_report = report
     if check_items:
         for index, item in enumerate(data):
             if len(item.get("boxes", ())) or "label" in item:

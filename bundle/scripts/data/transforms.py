@@ -34,6 +34,7 @@ __all__ = [
     "NOT_BOXED",
     "PackBoxesd",
     "PercentileScaleIntensityd",
+    "ScaleBoxesd",
     "is_boxed",
     "percentiles",
     "letterbox_content_size",
@@ -105,6 +106,39 @@ class LetterboxResized(MapTransform):
                 "(boxes are x1, y1, x2, y2 with x = column)."
             )
         return boxes * torch.cat([scale, scale])
+
+
+class ScaleBoxesd(MapTransform):
+    """The box half of :class:`LetterboxResized`, for an image letterboxed earlier (read from the preprocessed store).
+
+    Scales the ``(M, 4)`` boxes by the stored letterbox ``scale`` ``[sx, sy]`` after checking them against the file
+    size ``original_size`` ``[W, H]``, exactly as :class:`LetterboxResized` does when boxes travel with the image.
+
+    Args:
+        keys: key of the ``(M, 4)`` boxes in file pixels.
+        scale_key, size_key: keys of the letterbox scale and the file size.
+        path_key: key of the image's path, named in the error for a box outside its image.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "boxes",
+        scale_key: str = "scale",
+        size_key: str = "original_size",
+        path_key: str = "image_path",
+        allow_missing_keys: bool = True,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.scale_key, self.size_key, self.path_key = scale_key, size_key, path_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        original = torch.as_tensor(d[self.size_key], dtype=torch.float32)
+        scale = torch.as_tensor(d[self.scale_key], dtype=torch.float32)
+        for key in self.key_iterator(d):
+            name = str(d.get(self.path_key, "<unknown file>"))
+            d[key] = LetterboxResized._scale_boxes(d[key], original, scale, name)
+        return d
 
 
 def letterbox_content_size(original_size: Any, scale: Any, stride: float = 1) -> tuple[int, int]:
