@@ -269,6 +269,7 @@ def child_build(args: argparse.Namespace) -> None:
     """Build the store of a datalist's training files with ``--workers`` workers; print SCALE json."""
     sys.path.insert(1, str(BUNDLE_ROOT))
     from monai.bundle import ConfigParser
+
     from scripts.data.store import PreprocessedStore
 
     parser = ConfigParser()

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 from helpers import write_png
-from scripts.data.store import PreprocessedStore, StoreBuildError, StoreDataset, file_key, preprocessed_dataset
+
 from scripts.data.loading import LoadCXRImaged
+from scripts.data.store import PreprocessedStore, StoreBuildError, StoreDataset, file_key, preprocessed_dataset
 from scripts.data.transforms import LetterboxResized, PercentileScaleIntensityd
 
 #: Import path of the child processes below: the tools (repo_paths), this folder (helpers, this module), the bundle.
