@@ -20,6 +20,7 @@ from helpers import write_dicom, write_png
 from PIL import Image
 
 from scripts.deliver.inference import list_inputs, output_names
+from scripts.deliver.writers import DetectionWriter
 from scripts.model.network import FractureHeatmapNet
 
 CHEST = {"Modality": "CR", "BodyPartExamined": "CHEST", "ViewPosition": "PA"}
@@ -152,3 +153,28 @@ def test_folder_inference_accounts_for_every_path_and_reruns_only_what_is_missin
     final = json.loads((out / "summary.json").read_text())
     assert final["processed"] == 0 and final["existing"] == counts["processed"] + 1
     assert final["refused"] == 0 and "100%" not in output
+    assert not (out / DetectionWriter.SPOOL_NAME).exists()
+
+
+def test_summary_is_streamed_from_the_spool_sorted_by_path_as_one_json_document(tmp_path):
+    """Results go to a spool file as they come; summary.json lists them and the skipped paths sorted by path."""
+    skipped = [{"image": "/in/b-notes.txt", "status": "skipped", "reason": "not an image file"},
+               {"image": "/in/a/x.png", "status": "existing", "reason": "result a/x.json exists"}]  # fmt: skip
+    writer = DetectionWriter(str(tmp_path), ["rib", "clavicle"], skipped=skipped)
+    writer._reset()
+    results = [{"image": "/in/c.png", "status": "processed", "result": "c.json", "warnings": ["no view"]},
+               {"image": "/in/b/y.png", "status": "refused", "reason": "truncated"},
+               {"image": "/in/a-1.png", "status": "processed", "result": "a-1.json", "warnings": []}]  # fmt: skip
+    for entry in results:
+        writer._record(entry)
+    assert len((tmp_path / DetectionWriter.SPOOL_NAME).read_text().splitlines()) == 3  # on disk, as they came
+    counts = writer.write_summary()
+    text = (tmp_path / "summary.json").read_text()
+    everything = sorted(results + skipped, key=lambda e: e["image"])
+    expected = {"processed": 2, "refused": 1, "skipped": 1, "existing": 1, "with_warnings": 1, "images": everything}
+    assert json.loads(text) == expected and counts == {k: expected[k] for k in counts}
+    assert text == json.dumps(expected, indent=2)  # the same document the in-memory summary was
+    assert not (tmp_path / DetectionWriter.SPOOL_NAME).exists()
+    empty = DetectionWriter(str(tmp_path / "none"), ["rib"], skipped=[])
+    empty.write_summary()
+    assert json.loads((tmp_path / "none" / "summary.json").read_text())["images"] == []

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import torch
 
@@ -92,7 +92,13 @@ class DetectionWriter:
         self.overlay = overlay
         self.decimals = score_decimals
         self.skipped = [dict(entry) for entry in skipped]
-        self.entries: list[dict[str, Any]] = []
+        self._spool: IO[str] | None = None
+        self._reset_counts()
+
+    #: Entries of the images run on, one JSON line each, appended as they come (``summary.json`` is built from it).
+    SPOOL_NAME = ".summary.partial.jsonl"
+    #: How many refused files the closing log lists by name (each was logged when refused).
+    LOGGED_REFUSALS = 50
 
     def attach(self, engine: Engine) -> None:
         from ignite.engine import Events
@@ -101,9 +107,30 @@ class DetectionWriter:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._write_batch)
         engine.add_event_handler(Events.COMPLETED, self.write_summary)
 
+    def _reset_counts(self) -> None:
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self.with_warnings = 0
+        self.refused_sample: list[dict[str, Any]] = []
+
     def _reset(self, engine: Engine | None = None) -> None:
+        """Start a run: an empty spool file (a previous, interrupted run's is replaced) and zero counts."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.entries = []
+        if self._spool is not None:
+            self._spool.close()
+        # line-buffered: each result is on disk as it comes (one small write per image)
+        self._spool = open(self.output_dir / self.SPOOL_NAME, "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self._reset_counts()
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        """Account for one image: a line in the spool file and the counts; nothing else is kept in memory."""
+        if self._spool is None:
+            self._reset()
+        assert self._spool is not None
+        self._spool.write(json.dumps(entry) + "\n")
+        self.counts[entry["status"]] += 1
+        self.with_warnings += bool(entry.get("warnings"))
+        if entry["status"] == "refused" and len(self.refused_sample) < self.LOGGED_REFUSALS:
+            self.refused_sample.append(entry)
 
     def _result_path(self, data: dict[str, Any], path: str) -> Path:
         name = str(data.get("output_name") or "") or strip_image_suffix(Path(path).name)
@@ -117,16 +144,16 @@ class DetectionWriter:
             data = {**batch_item, **item}
             path = str(data["image_path"])
             if data.get("error"):
-                self.entries.append({"image": path, "status": "refused", "reason": str(data["error"])})
+                self._record({"image": path, "status": "refused", "reason": str(data["error"])})
                 continue
             warnings = [w for w in str(data.get(WARNINGS_KEY) or "").split("\n") if w]
             try:
                 result = self._write_item(data, path, warnings)
             except (OSError, ValueError) as error:  # a full disk, a read-only folder: report the image, keep going
-                self.entries.append({"image": path, "status": "refused", "reason": f"cannot write results: {error}"})
+                self._record({"image": path, "status": "refused", "reason": f"cannot write results: {error}"})
                 continue
             name = result.relative_to(self.output_dir.resolve()).as_posix()
-            self.entries.append({"image": path, "status": "processed", "result": name, "warnings": warnings})
+            self._record({"image": path, "status": "processed", "result": name, "warnings": warnings})
             for warning in warnings:
                 logger.warning("%s: %s", path, warning)
 
@@ -156,27 +183,63 @@ class DetectionWriter:
         write_text_atomic(target, json.dumps(record, indent=2))  # last: an existing JSON means a complete result
         return target
 
-    def write_summary(self, engine: Engine | None = None) -> dict[str, Any]:
-        """Write ``summary.json`` (also callable without an engine, when every input was skipped)."""
+    def write_summary(self, engine: Engine | None = None) -> dict[str, int]:
+        """Write ``summary.json`` (also callable without an engine, when every input was skipped); return the counts.
+
+        The entries are sorted by path as before, but streamed: the spool file's lines are indexed by path (their
+        byte offsets, not their content, are held) and copied into ``summary.json`` in order, so memory does not
+        grow with the number of results.
+        """
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        entries = sorted(self.entries + self.skipped, key=lambda entry: entry["image"])
-        counts = {status: sum(e["status"] == status for e in entries) for status in STATUSES}
-        summary = {**counts, "with_warnings": sum(bool(e.get("warnings")) for e in entries), "images": entries}
-        write_text_atomic(self.output_dir / "summary.json", json.dumps(summary, indent=2))
+        spool_path = self.output_dir / self.SPOOL_NAME
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        order: list[tuple[str, int, int]] = []  # (path, 0 = spool line at offset / 1 = skipped entry at index, ...)
+        if spool_path.is_file():
+            with open(spool_path, "rb") as spool:
+                offset = 0
+                for line in spool:
+                    order.append((json.loads(line)["image"], 0, offset))
+                    offset += len(line)
+        order += [(entry["image"], 1, index) for index, entry in enumerate(self.skipped)]
+        order.sort()
+        counts = dict(self.counts)
+        for entry in self.skipped:
+            counts[entry["status"]] += 1
+        header = {**counts, "with_warnings": self.with_warnings}
+        with atomic_open(self.output_dir / "summary.json", durable=False) as out:
+            out.write(json.dumps(header, indent=2)[:-2] + ',\n  "images": [')  # the header object, left open
+            spool = open(spool_path, "rb") if spool_path.is_file() else None  # noqa: SIM115 (closed below)
+            try:
+                for number, (_, source, position) in enumerate(order):
+                    if source == 0:
+                        spool.seek(position)
+                        entry = json.loads(spool.readline())
+                    else:
+                        entry = self.skipped[position]
+                    text = json.dumps(entry, indent=2).replace("\n", "\n    ")
+                    out.write(("," if number else "") + "\n    " + text)
+            finally:
+                if spool is not None:
+                    spool.close()
+            out.write("\n  ]\n}" if order else "]\n}")
+        spool_path.unlink(missing_ok=True)
         logger.info(
             "inference: %d processed, %d refused, %d skipped, %d existing; results in %s",
             *(counts[status] for status in STATUSES),
             self.output_dir,
         )
-        skipped = [e for e in entries if e["status"] == "skipped"]
+        skipped = [e for e in self.skipped if e["status"] == "skipped"]
         if skipped:
             listing = "\n".join(f"  {e['image']}: {e['reason']}" for e in skipped)
             logger.info("inference: %d path(s) skipped, not image files:\n%s", len(skipped), listing)
-        refused = [e for e in entries if e["status"] == "refused"]
-        if refused:
-            listing = "\n".join(f"  {e['image']}: {e['reason']}" for e in refused)
-            logger.warning("inference: %d file(s) refused:\n%s", len(refused), listing)
-        return summary
+        if self.refused_sample:
+            listing = "\n".join(f"  {e['image']}: {e['reason']}" for e in self.refused_sample)
+            more = counts["refused"] - len(self.refused_sample)
+            listing += f"\n  ... and {more} more (summary.json lists them)" if more > 0 else ""
+            logger.warning("inference: %d file(s) refused:\n%s", counts["refused"], listing)
+        return counts
 
 
 #: Statuses of ``summary.json`` entries, in the order they are counted.
