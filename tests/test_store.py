@@ -200,3 +200,19 @@ def test_store_items_equal_the_in_ram_cache_items_of_train_json(phantoms: Path, 
                     assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), (section, key)
                 else:
                     assert a[key] == b[key], (section, key)
+
+
+def test_a_box_outside_its_image_is_refused_before_the_first_step(tmp_path: Path) -> None:
+    from scripts.data.transforms import PackBoxesd, ScaleBoxesd
+
+    sources = write_images(tmp_path / "images", 2)  # 40 x 48 pixels (W x H)
+    items = [{"image": sources[0], "boxes": np.array([[1.0, 2.0, 10.0, 12.0]], np.float32), "box_classes": [0]},
+             {"image": sources[1], "boxes": np.array([[30.0, 40.0, 45.0, 47.0]], np.float32), "box_classes": [0]}]
+    chain = [PackBoxesd(keys="boxes"), ScaleBoxesd(keys="boxes")]
+    with pytest.raises(ValueError, match=rf"{sources[1]}: box \[30.0, 40.0, 45.0, 47.0\] lies outside the image"):
+        preprocessed_dataset(items, image_chain(32), chain, None, tmp_path / "cache", progress=False)
+    dataset = preprocessed_dataset(items[:1], image_chain(32), chain, None, tmp_path / "cache", progress=False)
+    meta = dataset.store.read_meta(sources[0])
+    assert meta["original_size"] == [40.0, 48.0] and meta["scale"][1] == pytest.approx(32 / 48)
+    scale = torch.tensor(meta["scale"] * 2)  # (sx, sy, sx, sy); sx = round(40 * 32 / 48) / 40
+    assert torch.equal(dataset[0]["boxes"], torch.tensor([[1.0, 2.0, 10.0, 12.0]]) * scale)

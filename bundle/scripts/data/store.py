@@ -52,6 +52,8 @@ import torch
 from monai.data import CacheDataset, DataLoader, Dataset
 from monai.transforms import Compose
 
+from scripts.data.transforms import ScaleBoxesd
+
 __all__ = [
     "PREPROCESSING_VERSION",
     "BuildReport",
@@ -262,6 +264,18 @@ class PreprocessedStore:
             "input_warnings": meta["input_warnings"],
         }
 
+    def read_meta(self, source: str | os.PathLike) -> dict[str, Any]:
+        """The metadata of the stored entry of ``source`` (``original_size``, ``scale``, ``input_warnings``) without
+        reading its image: two small reads (the image header, then the metadata after the image)."""
+        path = self.entry_path(source)
+        with open(path, "rb", buffering=0) as stream:
+            head = bytearray(stream.read(4096))
+            image_end = _array_end(head)
+            stream.seek(image_end)
+            tail = bytearray(stream.read())
+        meta, _ = _array_at(tail, 0)
+        return json.loads(str(meta[()]))
+
     # -- building ------------------------------------------------------------------------------------------
     def build(
         self,
@@ -283,14 +297,16 @@ class PreprocessedStore:
         self._remove_stale_temporaries()
         report = BuildReport(total=len(sources))
         missing = []
-        for source in sources:
+        for source in sources:  # one stat of the file (its key) and one of its entry: ~1 s for 65,845 files
             try:
-                present = self.has(source)
+                path = self.entry_path(source)
             except FileNotFoundError as error:
                 report.refused[source] = str(error)
                 continue
-            report.present += present
-            if not present:
+            try:
+                report.entry_bytes += os.stat(path).st_blocks * 512
+                report.present += 1
+            except FileNotFoundError:
                 missing.append(source)
         rank, world_size = _rank_and_world(rank, world_size)
         order = missing[rank::world_size] + [s for i, s in enumerate(missing) if i % world_size != rank]
@@ -312,7 +328,7 @@ class PreprocessedStore:
                     report.refused[source] = reason
                 report.built += written
                 report.present += not (reason or written)
-        report.entry_bytes = self._entry_bytes(sources, report.refused)
+        report.entry_bytes += self._entry_bytes([s for s in missing if s not in report.refused])
         report.seconds = time.perf_counter() - start
         self._write_refused(report.refused)
         logger.info(
@@ -322,11 +338,9 @@ class PreprocessedStore:
         )  # fmt: skip
         return report
 
-    def _entry_bytes(self, sources: Sequence[str], refused: Mapping[str, str]) -> int:
+    def _entry_bytes(self, sources: Sequence[str]) -> int:
         total = 0
         for source in sources:
-            if source in refused:
-                continue
             try:
                 total += self.entry_path(source).stat().st_blocks * 512
             except FileNotFoundError:
@@ -359,8 +373,8 @@ class PreprocessedStore:
 _HEADERS: dict[bytes, tuple[np.dtype, tuple[int, ...]]] = {}
 
 
-def _array_at(data: bytearray, offset: int) -> tuple[np.ndarray, int]:
-    """The ``.npy`` array starting at ``offset`` of ``data`` (a view, no copy) and the offset after it."""
+def _header(data: bytearray, offset: int) -> tuple[np.dtype, tuple[int, ...], int]:
+    """dtype, shape and end offset of the ``.npy`` header at ``offset`` of ``data``."""
     if data[offset : offset + 6] != b"\x93NUMPY":
         raise ValueError("not an .npy array")
     major = data[offset + 6]
@@ -368,6 +382,8 @@ def _array_at(data: bytearray, offset: int) -> tuple[np.ndarray, int]:
     start = offset + 8 + length_size
     end = start + int.from_bytes(data[offset + 8 : start], "little")
     header = bytes(data[offset:end])
+    if len(header) != end - offset:
+        raise ValueError("truncated store entry")
     if header not in _HEADERS:
         stream = io.BytesIO(header)
         reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
@@ -377,6 +393,18 @@ def _array_at(data: bytearray, offset: int) -> tuple[np.ndarray, int]:
             raise ValueError("unexpected array layout in a store entry")
         _HEADERS[header] = (dtype, shape)
     dtype, shape = _HEADERS[header]
+    return dtype, shape, end
+
+
+def _array_end(data: bytearray) -> int:
+    """Offset just after the first ``.npy`` array of an entry, from its header alone."""
+    dtype, shape, end = _header(data, 0)
+    return end + int(np.prod(shape)) * dtype.itemsize
+
+
+def _array_at(data: bytearray, offset: int) -> tuple[np.ndarray, int]:
+    """The ``.npy`` array starting at ``offset`` of ``data`` (a view, no copy) and the offset after it."""
+    dtype, shape, end = _header(data, offset)
     count = int(np.prod(shape))
     if end + count * dtype.itemsize > len(data):
         raise ValueError("truncated store entry")
@@ -525,7 +553,24 @@ def preprocessed_dataset(
     dataset = StoreDataset(data, store, Compose(list(item_transforms)), path_key=path_key)
     dataset.build_report = report
     if check_items:
-        for index, item in enumerate(data):
-            if len(item.get("boxes", ())) or "label" in item:
-                dataset[index]
+        _check_items(dataset, item_transforms)
     return dataset
+
+
+def _check_items(dataset: StoreDataset, item_transforms: Sequence[Callable]) -> None:
+    """Refuse before the first step what the in-RAM cache would have refused while it was built.
+
+    Boxes outside their image: the item transforms' :class:`~scripts.data.transforms.ScaleBoxesd` runs on each
+    boxed item with the stored file size, read from the entry's metadata alone (not its image). Items with a label
+    map (MONAI Label's pairs) run the whole per-read chain once.
+    """
+    scalers = [t for t in item_transforms if isinstance(t, ScaleBoxesd)]
+    for index, item in enumerate(dataset.data):
+        if "label" in item or (len(item.get("boxes", ())) and not scalers):
+            dataset[index]
+        elif len(item.get("boxes", ())):
+            meta = dataset.store.read_meta(item[dataset.store.image_key])
+            probe = {**item, "original_size": meta["original_size"], "scale": meta["scale"]}
+            probe.setdefault("image_path", str(item[dataset.store.image_key]))
+            for scaler in scalers:
+                scaler(probe)
