@@ -216,3 +216,27 @@ def test_a_box_outside_its_image_is_refused_before_the_first_step(tmp_path: Path
     assert meta["original_size"] == [40.0, 48.0] and meta["scale"][1] == pytest.approx(32 / 48)
     scale = torch.tensor(meta["scale"] * 2)  # (sx, sy, sx, sy); sx = round(40 * 32 / 48) / 40
     assert torch.equal(dataset[0]["boxes"], torch.tensor([[1.0, 2.0, 10.0, 12.0]]) * scale)
+
+
+@pytest.mark.slow
+def test_training_from_the_store_gives_the_weights_of_the_in_ram_cache(
+    stage1: Path, phantoms: Path, tmp_path: Path
+) -> None:
+    """The session's stage-1 run read the store (the default ``cache_dir``); the same run with the in-RAM cache
+    (``--cache_dir ""``) trains bit-identical weights and gets the same validation metrics: the store holds exactly
+    what the cache held, and building it draws no random number."""
+    from bundle_runs import read_metrics_csv, run_bundle
+
+    run_bundle(
+        "training", ["train.json"], "--dataset_dir", str(phantoms), "--ckpt_dir", str(tmp_path),
+        "--output_dir", str(tmp_path / "runs"), "--train#trainer#max_epochs", "1", "--train#samples_per_epoch", "8",
+        "--cache_dir", "",
+    )  # fmt: skip
+    assert (BUNDLE_ROOT / "cache").is_dir()  # where the session's stage-1 run built its store
+    stored = torch.load(stage1 / "checkpoint_final.pt", weights_only=True)["model"]
+    in_ram = torch.load(tmp_path / "checkpoint_final.pt", weights_only=True)["model"]
+    assert stored.keys() == in_ram.keys() and all(torch.equal(stored[k], in_ram[k]) for k in stored)
+    stored_metrics = read_metrics_csv(stage1 / "runs" / "validation" / "metrics.csv")
+    in_ram_metrics = read_metrics_csv(tmp_path / "runs" / "validation" / "metrics.csv")
+    assert stored_metrics.keys() == in_ram_metrics.keys()
+    assert all(np.isclose(stored_metrics[k], in_ram_metrics[k], rtol=0, equal_nan=True) for k in stored_metrics)
