@@ -25,7 +25,8 @@ Results go to ``bundle/docs/benchmark_scale.json`` and, with ``--model_card``, t
 (about 110 kB + 135 kB per image at the defaults: 16 GB for 65,845).
 
     .venv/bin/python scripts/benchmark_scale.py --workdir /data/scale_bench --model_card
-    .venv/bin/python scripts/benchmark_scale.py --sizes 1000 4000 --skip_inference   # quick look
+    .venv/bin/python scripts/benchmark_scale.py --sizes 1000 4000 --phases store builds   # quick look
+    .venv/bin/python scripts/benchmark_scale.py --phases inference --merge    # one phase, kept with the others
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from repo_paths import BUNDLE_ROOT, REPO_ROOT
 CONFIGS = BUNDLE_ROOT / "configs"
 PAPER_IMAGES = 65_845
 MARKERS = ("<!-- scale:begin -->", "<!-- scale:end -->")
+PHASES = ("store", "builds", "torchrun", "in_ram", "inference")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -138,6 +140,7 @@ def run_monitored(command: list[str], env: dict[str, str] | None = None, log: Pa
     """Run ``command``, sampling its tree's memory; return the memory figures, wall time and its last JSON lines."""
     start = time.time()
     env = {**os.environ, **(env or {}), "SCALE_T0": repr(start)}
+    env.setdefault("OMP_NUM_THREADS", os.environ.get("SCALE_THREADS", "1"))
     with open(log or os.devnull, "w") as sink:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=sink, text=True)
         monitor = TreeMonitor(process.pid)
@@ -185,6 +188,7 @@ def prepare_data(workdir: Path, count: int, pool: int, phantom_size: int, valida
         validation_entries.append({**entry, "image": str(target.relative_to(workdir / "data"))})
     source_bytes = sum((workdir / "data" / e["image"]).stat().st_size for e in entries[: min(count, 1000)])
     return {
+        "distinct": len(training),
         "training": entries,
         "validation": validation_entries,
         "classes": content.get("classes", ["rib", "clavicle"]),
@@ -210,13 +214,19 @@ def child_train(args: argparse.Namespace) -> None:
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
 
+    torch.set_num_threads(args.threads)
+    marks = {"imports": time.time()}
     configs = [str(CONFIGS / name) for name in args.configs]
     overrides = json.loads(args.overrides)
     workflow = ConfigWorkflow(
         config_file=configs, meta_file=str(CONFIGS / "metadata.json"), workflow_type="train", **overrides
     )
     workflow.initialize()
+    marks["config"] = time.time()
+    workflow.parser.get_parsed_content("train#dataset")
+    marks["training_data"] = time.time()  # datalist read, store opened (and built when cold)
     trainer = workflow.parser.get_parsed_content("train#trainer")
+    marks["trainer"] = time.time()  # network, validation data, handlers
     stamps: list[float] = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: stamps.append(time.time()))
     workflow.run()
@@ -228,6 +238,11 @@ def child_train(args: argparse.Namespace) -> None:
     result = {
         "rank": rank,
         "first_step_s": round(stamps[0] - launched, 2),
+        "first_step_breakdown_s": {  # from the launch: interpreter and imports, config, training data, the rest
+            name: round(at - before, 2)
+            for name, at, before in zip([*marks, "first_step"], [*marks.values(), stamps[0]],
+                                        [launched, *marks.values()], strict=True)
+        },  # fmt: skip
         "iterations": len(stamps),
         "steady_samples_per_s": round(batch / statistics.median(steps), 2) if steps else None,
         "build": None if report is None else {
@@ -304,7 +319,7 @@ def train_run(args: argparse.Namespace, count: int, cache_dir: str, tag: str, pr
     configs = ["train.json", "demo.json"] + (["multi_gpu_train.json"] if processes > 1 else [])
     overrides = training_overrides(args.workdir, count, cache_dir, args.samples, tag)
     child = [__file__, "--child", "train", "--configs", *configs, "--overrides", json.dumps(overrides)]
-    child += ["--bare_steps", str(args.bare_steps)]
+    child += ["--bare_steps", str(args.bare_steps), "--threads", str(args.threads)]
     if processes > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                    f"--nproc_per_node={processes}", *child]  # fmt: skip
@@ -318,6 +333,40 @@ def train_run(args: argparse.Namespace, count: int, cache_dir: str, tag: str, pr
     print(f"[scale] {tag}: {json.dumps(results[0])} tree peak RSS {outcome['tree_peak_rss_mb']} MB, "
           f"PSS {outcome['tree_peak_pss_mb']} MB", flush=True)  # fmt: skip
     return {**outcome, **results[0], "ranks": results if processes > 1 else None, "processes": processes}
+
+
+def seed_store(args: argparse.Namespace, count: int, data: dict[str, Any], store_dir: Path) -> dict[str, Any]:
+    """Fill the store for ``count`` files by copying, for each file not yet stored, the entry of the earlier file
+    with the same content (files cycle through the pool): the store a build would write, without its CPU time.
+
+    For sizes whose cold build would take hours on a shared machine; the build rate is measured on real builds.
+    """
+    from monai.bundle import ConfigParser
+
+    from scripts.data.store import PreprocessedStore
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "demo.json")])
+    parser.update(training_overrides(args.workdir, count, str(store_dir), args.samples, "seed"))
+    store = PreprocessedStore(store_dir, parser.get_parsed_content("image_transforms"), dtype="float16")
+    root = args.workdir / "data"
+    sources = [str(root / entry["image"]) for entry in data["training"][:count]]
+    distinct = data["distinct"]
+    start, copied = time.time(), 0
+    for index, source in enumerate(sources):
+        target = store.entry_path(source)
+        if target.is_file():
+            continue
+        original = store.entry_path(sources[index % distinct])
+        if not original.is_file():
+            raise SystemExit(f"seeding needs the entry of {sources[index % distinct]}: build the first size for real")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".tmp-{os.getpid()}-seed")
+        shutil.copyfile(original, temporary)
+        os.replace(temporary, target)
+        copied += 1
+    print(f"[scale] store seeded to {count} entries ({copied} copied in {time.time() - start:.0f} s)", flush=True)
+    return {"seeded": True, "copied": copied, "seconds": round(time.time() - start, 1)}
 
 
 def build_run(args: argparse.Namespace, count: int, workers: int) -> dict[str, Any]:
@@ -392,13 +441,18 @@ def main() -> None:
     parser.add_argument("--torchrun_size", type=int, default=4000)
     parser.add_argument("--build_size", type=int, default=4000, help="images for the 1- and 2-worker build rates")
     parser.add_argument("--inference_files", type=int, default=10_240)
-    parser.add_argument("--skip_inference", action="store_true")
+    parser.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES, help="what to run, in order")
+    parser.add_argument("--merge", action="store_true", help="keep the other phases' results already in --output")
+    parser.add_argument("--prepare_only", action="store_true", help="only write the files and datalists")
     parser.add_argument("--output", type=Path, default=BUNDLE_ROOT / "docs" / "benchmark_scale.json")
     parser.add_argument("--model_card", action="store_true", help="update the table in bundle/docs/README.md")
     parser.add_argument("--child", choices=("train", "build"), help=argparse.SUPPRESS)
     parser.add_argument("--configs", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--overrides", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (1: see the docstring)")
+    parser.add_argument("--seed_from", type=int, default=0,
+                        help="fill the store above this many images by copying entries of identical content")
     args = parser.parse_args()
     if args.child == "train":
         return child_train(args)
@@ -406,49 +460,67 @@ def main() -> None:
         return child_build(args)
 
     started = time.time()
-    args.workdir.mkdir(parents=True, exist_ok=True)
+    (args.workdir / "logs").mkdir(parents=True, exist_ok=True)
     largest = max([*args.sizes, args.build_size, args.torchrun_size, *args.in_ram_sizes, args.inference_files])
     data = prepare_data(args.workdir, largest, args.pool, args.phantom_size, args.validation)
     for count in sorted({*args.sizes, args.build_size, args.torchrun_size, *args.in_ram_sizes}):
         write_datalist(args.workdir, data, count)
-    report: dict[str, Any] = {
+    if args.prepare_only:
+        print(f"[scale] data for {largest} images in {args.workdir / 'data'}", flush=True)
+        return None
+    report: dict[str, Any] = json.loads(args.output.read_text()) if args.merge and args.output.is_file() else {}
+    report.update({
         "command": "python scripts/benchmark_scale.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu_count": os.cpu_count(), "load_average_at_start": [round(v, 1) for v in os.getloadavg()]},
         "settings": {"configs": ["train.json", "demo.json"], "image_size": 256, "batch_size": 16,
                      "samples_per_run": args.samples, "pool": args.pool, "phantom_size": args.phantom_size,
-                     "source_bytes_per_image": data["source_bytes_per_image"]},  # fmt: skip
-        "builds": [build_run(args, args.build_size, workers) for workers in (1, 2)],
-        "store": [],
-        "in_ram": [],
-    }
+                     "source_bytes_per_image": data["source_bytes_per_image"]},
+    })  # fmt: skip
+    report.setdefault("machine", {})["cpu_count"] = os.cpu_count()
+    loads = report["machine"].setdefault("load_average_per_phase", {})
+
+    def save(phase: str) -> None:
+        loads[phase] = [round(v, 1) for v in os.getloadavg()]
+        report["goals"] = goals(report)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+
     store_dir = args.workdir / "store"
-    for count in args.sizes:
-        shutil.rmtree(store_dir, ignore_errors=True)
-        cold = train_run(args, count, str(store_dir), f"store_{count}_cold")
-        warm = train_run(args, count, str(store_dir), f"store_{count}_warm")
-        report["store"].append({"images": count, "cold": cold, "warm": warm})
-    for count in args.in_ram_sizes:
-        report["in_ram"].append({"images": count, "run": train_run(args, count, "", f"in_ram_{count}")})
-    # torchrun: 2 processes on one warm store, and one process on the same store, back to back
-    shutil.rmtree(store_dir, ignore_errors=True)
-    train_run(args, args.torchrun_size, str(store_dir), f"torchrun_{args.torchrun_size}_build")
-    single = train_run(args, args.torchrun_size, str(store_dir), f"torchrun_{args.torchrun_size}_single")
-    double = train_run(args, args.torchrun_size, str(store_dir), f"torchrun_{args.torchrun_size}_x2", processes=2)
-    report["torchrun"] = {"images": args.torchrun_size, "one_process": single, "two_processes": double}
-    if not args.skip_inference:
-        report["inference"] = inference_runs(args, data)
-    report["goals"] = goals(report)
-    report["machine"]["load_average_at_end"] = [round(v, 1) for v in os.getloadavg()]
-    report["wall_minutes"] = round((time.time() - started) / 60, 1)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    for phase in args.phases:
+        if phase == "store":  # an empty store (cold: the build is part of the first step), then the same run again
+            rows = {row["images"]: row for row in report.get("store", [])}
+            for count in args.sizes:
+                if args.seed_from and count > args.seed_from:  # cold build not run: see --seed_from
+                    cold = seed_store(args, count, data, store_dir)
+                else:
+                    shutil.rmtree(store_dir, ignore_errors=True)
+                    cold = train_run(args, count, str(store_dir), f"store_{count}_cold")
+                warm = train_run(args, count, str(store_dir), f"store_{count}_warm")
+                rows[count] = {"images": count, "cold": cold, "warm": warm}
+                report["store"] = [rows[n] for n in sorted(rows)]
+                save(f"store_{count}")
+        elif phase == "builds":
+            report["builds"] = [build_run(args, args.build_size, workers) for workers in (1, 2)]
+        elif phase == "in_ram":
+            report["in_ram"] = [{"images": n, "run": train_run(args, n, "", f"in_ram_{n}")} for n in args.in_ram_sizes]
+        elif phase == "torchrun":  # 2 processes and 1 on one warm store (the store phase left every entry in it)
+            tag = f"torchrun_{args.torchrun_size}"
+            train_run(args, args.torchrun_size, str(store_dir), f"{tag}_warmup")  # builds whatever is missing
+            single = train_run(args, args.torchrun_size, str(store_dir), f"{tag}_single")
+            double = train_run(args, args.torchrun_size, str(store_dir), f"{tag}_x2", processes=2)
+            report["torchrun"] = {"images": args.torchrun_size, "one_process": single, "two_processes": double}
+        elif phase == "inference":
+            report["inference"] = inference_runs(args, data)
+        save(phase)
+    report["wall_minutes_last_invocation"] = round((time.time() - started) / 60, 1)
+    save("end")
     print(f"[scale] results in {args.output}", flush=True)
     if args.model_card:
         update_model_card(report)
+    return None
 
 
 def goals(report: dict[str, Any]) -> dict[str, Any]:
     """The issue's goals, read off the measurements."""
-    store = {row["images"]: row for row in report["store"]}
+    store = {row["images"]: row for row in report.get("store", [])}
     out: dict[str, Any] = {}
     if 1000 in store and 16000 in store:
         small, large = store[1000]["warm"], store[16000]["warm"]
@@ -460,7 +532,8 @@ def goals(report: dict[str, Any]) -> dict[str, Any]:
         ratio = store[PAPER_IMAGES]["warm"]["tree_peak_rss_mb"] / store[1000]["warm"]["tree_peak_rss_mb"]
         out["rss_65845_over_1k"] = round(ratio, 3)
     out["warm_first_step_s"] = {str(n): row["warm"]["first_step_s"] for n, row in store.items()}
-    out["warm_first_step_within_10_s"] = all(row["warm"]["first_step_s"] <= 10 for row in store.values())
+    if store:
+        out["warm_first_step_within_10_s"] = all(row["warm"]["first_step_s"] <= 10 for row in store.values())
     torchrun = report.get("torchrun")
     if torchrun:
         one, two = torchrun["one_process"]["tree_peak_pss_mb"], torchrun["two_processes"]["tree_peak_pss_mb"]

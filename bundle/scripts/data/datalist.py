@@ -25,6 +25,7 @@ leaves it out of FROC.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -155,6 +156,21 @@ def _parse_entry(
     return item
 
 
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
+def real_path(path: str | os.PathLike) -> str:
+    """``os.path.realpath(path)``, with the folder's real path computed once per folder: a datalist of 65,845
+    images in a few hundred folders needs one ``lstat`` per image instead of one per path component."""
+    path = os.fspath(path)
+    if ".." in path.split(os.sep) or os.path.islink(path):  # ".." after a link must follow the link: no shortcut
+        return os.path.realpath(path)
+    path = os.path.abspath(path)
+    return os.path.join(_real_folder(os.path.dirname(path)), os.path.basename(path))
+
+
 def _split_overlaps(content: dict[str, Any], base_dir: Path) -> list[str]:
     """Entries of different splits that name the same image file (leakage), each pair named.
 
@@ -167,7 +183,7 @@ def _split_overlaps(content: dict[str, Any], base_dir: Path) -> list[str]:
         for index, entry in enumerate(entries if isinstance(entries, list) else []):
             if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
                 continue  # reported by the entry check
-            key = os.path.realpath(base_dir / entry["image"])
+            key = real_path(os.path.join(base_dir, entry["image"]))
             seen = first_seen.setdefault(key, (split, index, entry["image"]))
             if seen[0] != split:
                 problems.append(
@@ -218,10 +234,11 @@ def load_datalist(
     if not isinstance(entries, list):
         raise DatalistError(f"{path}: no list named {split!r} in the datalist.")
     items: list[dict[str, Any]] = []
-    errors = _split_overlaps(content, path.resolve().parent)
+    base_dir = path.resolve().parent
+    errors = _split_overlaps(content, base_dir)
     for index, entry in enumerate(entries):
         problems: list[str] = []
-        item = _parse_entry(entry, split, path.resolve().parent, classes, check_files, problems, p_boxes)
+        item = _parse_entry(entry, split, base_dir, classes, check_files, problems, p_boxes)
         if problems:
             name = entry.get("image", "?") if isinstance(entry, dict) else "?"
             errors.extend(f"{split}[{index}] {name}: {problem}" for problem in problems)

@@ -52,6 +52,7 @@ import torch
 from monai.data import CacheDataset, DataLoader, Dataset
 from monai.transforms import Compose
 
+from scripts.data.datalist import real_path
 from scripts.data.transforms import ScaleBoxesd
 
 __all__ = [
@@ -86,7 +87,7 @@ def file_key(path: str | os.PathLike) -> str:
     Raises:
         FileNotFoundError: the file does not exist (the message names it).
     """
-    real = os.path.realpath(path)
+    real = real_path(path)
     try:
         stat = os.stat(real)
     except FileNotFoundError as error:
