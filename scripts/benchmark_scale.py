@@ -17,8 +17,8 @@ epoch of ``--samples`` samples without validation, and measures:
 * ``torchrun`` with 2 CPU processes (``multi_gpu_train.json``) on one warm store, against one process.
 
 Inference: ``inference.json`` over a folder of ``--inference_files`` files (hard links to the training files):
-images/s against loader workers (0, 1, 2) on the first 1,024, then the whole folder with 2 workers, with the
-tree's memory sampled along the way (flat or not), and a rerun with ``--skip_existing true``.
+the whole folder with 2 loader workers, with the tree's memory sampled along the way (flat or not), a rerun with
+``--skip_existing true``, and images/s against loader workers (0, 1, 2) on the first ``--inference_small`` files.
 
 Results go to ``bundle/docs/benchmark_scale.json`` and, with ``--model_card``, to the table between the
 ``scale`` markers of ``bundle/docs/README.md``. Runs are sequential; the disk holds the files and the stores
@@ -48,7 +48,7 @@ from repo_paths import BUNDLE_ROOT, REPO_ROOT
 CONFIGS = BUNDLE_ROOT / "configs"
 PAPER_IMAGES = 65_845
 MARKERS = ("<!-- scale:begin -->", "<!-- scale:end -->")
-PHASES = ("store", "builds", "torchrun", "in_ram", "inference")
+PHASES = ("store", "builds", "torchrun", "in_ram", "inference", "torchrun_one")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -315,12 +315,15 @@ def training_overrides(workdir: Path, count: int, cache_dir: str, samples: int, 
     }
 
 
-def train_run(args: argparse.Namespace, count: int, cache_dir: str, tag: str, processes: int = 1) -> dict[str, Any]:
-    configs = ["train.json", "demo.json"] + (["multi_gpu_train.json"] if processes > 1 else [])
+def train_run(
+    args: argparse.Namespace, count: int, cache_dir: str, tag: str, processes: int = 1, torchrun: bool = False
+) -> dict[str, Any]:
+    torchrun = torchrun or processes > 1
+    configs = ["train.json", "demo.json"] + (["multi_gpu_train.json"] if torchrun else [])
     overrides = training_overrides(args.workdir, count, cache_dir, args.samples, tag)
     child = [__file__, "--child", "train", "--configs", *configs, "--overrides", json.dumps(overrides)]
     child += ["--bare_steps", str(args.bare_steps), "--threads", str(args.threads)]
-    if processes > 1:
+    if torchrun:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                    f"--nproc_per_node={processes}", *child]  # fmt: skip
     else:
@@ -332,7 +335,7 @@ def train_run(args: argparse.Namespace, count: int, cache_dir: str, tag: str, pr
     results = sorted(outcome.pop("results"), key=lambda r: r["rank"])
     print(f"[scale] {tag}: {json.dumps(results[0])} tree peak RSS {outcome['tree_peak_rss_mb']} MB, "
           f"PSS {outcome['tree_peak_pss_mb']} MB", flush=True)  # fmt: skip
-    return {**outcome, **results[0], "ranks": results if processes > 1 else None, "processes": processes}
+    return {**outcome, **results[0], "ranks": results if torchrun else None, "processes": processes}
 
 
 def seed_store(args: argparse.Namespace, count: int, data: dict[str, Any], store_dir: Path) -> dict[str, Any]:
@@ -395,7 +398,7 @@ def inference_runs(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, 
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             os.link(source, target)
-        if index < 1024 and not (small / source.name).exists():
+        if index < args.inference_small and not (small / source.name).exists():
             small.mkdir(parents=True, exist_ok=True)
             os.link(source, small / source.name)
     checkpoint = next((args.workdir / "runs").rglob("checkpoint_final.pt"))
@@ -422,10 +425,16 @@ def inference_runs(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, 
         print(f"[scale] inference {tag}: {json.dumps(result)}", flush=True)
         return result
 
-    by_workers = [infer(small, workers, f"small_w{workers}") for workers in (0, 1, 2)]
-    full = infer(folder / "all", 2, "all_w2")
-    resumed = infer(folder / "all", 2, "all_w2", skip_existing=True)
-    return {"files": len(files), "by_workers_1024_files": by_workers, "all_files": full, "rerun_skip_existing": resumed}
+    out: dict[str, Any] = {"files": len(files)}
+    if "all" in args.inference_parts:
+        out["all_files"] = infer(folder / "all", 2, "all_w2")
+    if "resume" in args.inference_parts:
+        out["rerun_skip_existing"] = infer(folder / "all", 2, "all_w2", skip_existing=True)
+    if "workers" in args.inference_parts:
+        out[f"by_workers_{args.inference_small}_files"] = [
+            infer(small, workers, f"small_w{workers}") for workers in (0, 1, 2)
+        ]
+    return out
 
 
 def main() -> None:
@@ -441,7 +450,10 @@ def main() -> None:
     parser.add_argument("--torchrun_size", type=int, default=4000)
     parser.add_argument("--build_size", type=int, default=4000, help="images for the 1- and 2-worker build rates")
     parser.add_argument("--inference_files", type=int, default=10_240)
-    parser.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES, help="what to run, in order")
+    parser.add_argument("--inference_small", type=int, default=256, help="files of the loader-workers comparison")
+    parser.add_argument("--inference_parts", nargs="+", default=["all", "resume", "workers"],
+                        choices=("all", "resume", "workers"))
+    parser.add_argument("--phases", nargs="+", default=list(PHASES[:5]), choices=PHASES, help="what to run, in order")
     parser.add_argument("--merge", action="store_true", help="keep the other phases' results already in --output")
     parser.add_argument("--prepare_only", action="store_true", help="only write the files and datalists")
     parser.add_argument("--output", type=Path, default=BUNDLE_ROOT / "docs" / "benchmark_scale.json")
@@ -505,10 +517,17 @@ def main() -> None:
             tag = f"torchrun_{args.torchrun_size}"
             train_run(args, args.torchrun_size, str(store_dir), f"{tag}_warmup")  # builds whatever is missing
             single = train_run(args, args.torchrun_size, str(store_dir), f"{tag}_single")
+            launched = train_run(args, args.torchrun_size, str(store_dir), f"{tag}_x1", torchrun=True)
             double = train_run(args, args.torchrun_size, str(store_dir), f"{tag}_x2", processes=2)
-            report["torchrun"] = {"images": args.torchrun_size, "one_process": single, "two_processes": double}
+            report["torchrun"] = {"images": args.torchrun_size, "one_process": single,
+                                  "one_process_torchrun": launched, "two_processes": double}  # fmt: skip
+        elif phase == "torchrun_one":  # only the 1-process torchrun run, added to an earlier torchrun phase
+            tag = f"torchrun_{args.torchrun_size}"
+            report.setdefault("torchrun", {})["one_process_torchrun"] = train_run(
+                args, args.torchrun_size, str(store_dir), f"{tag}_x1", torchrun=True
+            )
         elif phase == "inference":
-            report["inference"] = inference_runs(args, data)
+            report["inference"] = {**report.get("inference", {}), **inference_runs(args, data)}
         save(phase)
     report["wall_minutes_last_invocation"] = round((time.time() - started) / 60, 1)
     save("end")
@@ -539,6 +558,10 @@ def goals(report: dict[str, Any]) -> dict[str, Any]:
         one, two = torchrun["one_process"]["tree_peak_pss_mb"], torchrun["two_processes"]["tree_peak_pss_mb"]
         out["torchrun_two_over_one_pss"] = round(two / one, 3)
         out["torchrun_two_under_twice_one"] = two < 2 * one
+        if "one_process_torchrun" in torchrun:  # the same launcher on both sides
+            launched = torchrun["one_process_torchrun"]["tree_peak_pss_mb"]
+            out["torchrun_two_over_torchrun_one_pss"] = round(two / launched, 3)
+            out["torchrun_two_under_twice_torchrun_one"] = two < 2 * launched
     return out
 
 
