@@ -209,7 +209,6 @@ def write_datalist(workdir: Path, data: dict[str, Any], count: int) -> Path:
 def child_train(args: argparse.Namespace) -> None:
     """One bundle training run in this process (as ``monai.bundle run`` does), timing its steps; print SCALE json."""
     launched = float(os.environ["SCALE_T0"])
-    sys.path.insert(1, str(BUNDLE_ROOT))
     import torch
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
@@ -282,7 +281,6 @@ def bare_step(workflow: Any, trainer: Any, iterations: int) -> float:
 
 def child_build(args: argparse.Namespace) -> None:
     """Build the store of a datalist's training files with ``--workers`` workers; print SCALE json."""
-    sys.path.insert(1, str(BUNDLE_ROOT))
     from monai.bundle import ConfigParser
 
     from scripts.data.store import PreprocessedStore
