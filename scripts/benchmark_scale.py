@@ -482,8 +482,10 @@ def main() -> None:
         print(f"[scale] data for {largest} images in {args.workdir / 'data'}", flush=True)
         return None
     report: dict[str, Any] = json.loads(args.output.read_text()) if args.merge and args.output.is_file() else {}
+    command = "python scripts/benchmark_scale.py " + " ".join(sys.argv[1:])
+    report.setdefault("invocations", []).append(command)  # phases run one invocation at a time, with --merge
     report.update({
-        "command": "python scripts/benchmark_scale.py " + " ".join(sys.argv[1:]),
+        "command": command,
         "settings": {"configs": ["train.json", "demo.json"], "image_size": 256, "batch_size": 16,
                      "samples_per_run": args.samples, "pool": args.pool, "phantom_size": args.phantom_size,
                      "source_bytes_per_image": data["source_bytes_per_image"]},
