@@ -192,3 +192,25 @@ def test_validation_history_reads_the_stats_handler_lines():
     assert [h["val_auroc_rib"] for h in validation_history(log)] == [0.7, 0.75]
     assert validation_history(log, "teacher_val") == [{"epoch": 2, "teacher_val_auroc_rib": 0.8,
                                                       "teacher_val_score": 0.6}]  # fmt: skip
+
+
+def test_protocol_v2_document_states_the_settings_the_script_runs():
+    """The numbers the v2 protocol fixes appear in its document as the script's settings hold them."""
+    from ablation_settings import settings_for
+
+    settings, text = settings_for("v2"), (REPO_ROOT / "bundle/docs/ablation_protocol_v2.md").read_text()
+    pool = settings["pool"]
+    assert f"generator seed {pool['seed']}" in text and f"{pool['num_images']:,} images" in text
+    assert f"R = {settings['num_r']}" in text and f"difficulty {pool['difficulty']:g}" in text
+    assert f"{settings['stage1']['epochs']} epochs × {settings['stage1']['samples_per_epoch']} samples" in text
+    for level in settings["levels"][:-1]:
+        assert f"reaches {level['val_rib_auroc']:.2f}" in text or f"reaching {level['val_rib_auroc']:.2f}" in text
+    assert len(settings["levels"][-1]["seeds"]) == 5 and all(len(lv["seeds"]) == 3 for lv in settings["levels"][:-1])
+    s2 = settings["stage2"]
+    assert f"a0 {s2['a0']:g}" in text and f"t {s2['t']:g}" in text and f"EMA decay {s2['ema_decay']:g}" in text
+    assert f"at least {s2['passes_over_p']} passes over P" in text or f"{s2['passes_over_p']} passes over P" in text
+    # the shape the issue asks for: P >= 8 R, a test split of >= 1,000 images with >= 250 rib-positive
+    num_images, val, test = pool["num_images"], pool["val_fraction"], pool["test_fraction"]
+    training = num_images - round(num_images * val) - round(num_images * test)
+    assert round(training * pool["prevalence"]) - settings["num_r"] >= settings["min_p_per_r"] * settings["num_r"]
+    assert round(num_images * test) >= settings["min_test_images"] >= 1000
