@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(settings.get("bundle_overrides", {}))
     if args.network == "light":
         overrides.update(settings.get("light_network_overrides", {}))
+    overrides["cache_dir"] = work / "cache"  # one preprocessed store for every run of the benchmark
     launcher = Launcher(args.network, args.device, overrides, in_process=args.in_process)
     bare = bare_step_samples_per_s(launcher, repeats=3 if args.protocol.endswith("tiny") else 20)
     log(f"bare training step on this machine: {bare:.1f} samples/s ({args.network} network)")
