@@ -522,7 +522,28 @@ class Benchmark:
                 if level is self.settings["levels"][-1]:
                     for fraction in self.settings["p_dose"]:
                         steps.append(self._arm_step(seed, level, "aals", fraction))
-        return steps
+        return self._prioritised(steps)
+
+    def _prioritised(self, steps: list[Step]) -> list[Step]:
+        """Reorder ``steps`` by the settings' ``priority`` list (protocol v2, amendment 3), if it has one.
+
+        Each entry ``[seed, level, arm]`` pulls that arm forward, preceded by what it needs (the seed's stage 1, the
+        level's teacher); every step the list does not name follows in plan order. A budget cut therefore trims the
+        end of the priority list, and rerunning with a larger budget completes the full protocol.
+        """
+        priority = self.settings.get("priority")
+        if not priority:
+            return steps
+        by_name = {step.name: step for step in steps}
+        ordered: list[Step] = []
+        for seed, level, arm in priority:
+            for name in (f"seed {seed}: stage 1 and its teacher levels", f"seed {seed} level {level}: teacher",
+                         f"seed {seed} level {level}: {arm}"):  # fmt: skip
+                if name not in by_name:
+                    raise ValueError(f"priority entry {[seed, level, arm]}: no step named {name!r} in the plan")
+                if by_name[name] not in ordered:
+                    ordered.append(by_name[name])
+        return ordered + [step for step in steps if step not in ordered]
 
     def _arm_step(self, seed: int, level: dict[str, Any], arm: str, p_fraction: float | None) -> Step:
         def run() -> dict[str, Any]:

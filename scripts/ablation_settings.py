@@ -157,6 +157,16 @@ _V2: dict[str, Any] = {
         "top": ["stage1", "control", "plain", "pseudo_label", "asymmetric_fixed", "aals", "oracle"],
     },
     "p_dose": [0.25, 0.5],  # AALS with this fraction of P at the top level (0 = control, 1 = aals)
+    # Run order (amendment 3 of the protocol): the full plan needs about 5-6 hours of this CPU, so the steps that
+    # answer the two questions come first; a budget cut trims the end of this list, then the steps it does not name.
+    "priority": [
+        [0, "top", "control"], [0, "top", "aals"], [0, "top", "plain"], [0, "top", "oracle"],
+        [1, "top", "control"], [1, "top", "aals"], [1, "top", "plain"],
+        [0, "mid", "control"], [0, "mid", "aals"], [0, "low", "control"], [0, "low", "aals"],
+        [2, "top", "control"], [2, "top", "aals"], [2, "top", "plain"],
+        [1, "top", "oracle"], [2, "top", "oracle"],
+        [1, "mid", "control"], [1, "mid", "aals"], [1, "low", "control"], [1, "low", "aals"],
+    ],  # fmt: skip
     "comparisons": {
         "low": [["aals", "control"], ["plain", "control"], ["aals", "plain"], ["control", "stage1"]],
         "mid": [["aals", "control"], ["plain", "control"], ["aals", "plain"], ["control", "stage1"]],
@@ -198,6 +208,7 @@ def _tiny(base: dict[str, Any]) -> dict[str, Any]:
         "low": [["aals", "control"], ["control", "stage1"]],
         "top": [["aals", "control"], ["plain", "control"], ["oracle", "aals"], ["aals_p0.5", "control"]],
     }
+    tiny["priority"] = [[0, "top", "aals"], [0, "low", "control"], [1, "top", "control"]]
     tiny["stage2"].update(passes_over_p=1, samples_per_epoch=8)
     tiny["bootstrap"]["resamples"] = 50
     #: bundle overrides that shrink the input, and with the light network the network too (as tests/bundle_runs.py's
