@@ -293,7 +293,7 @@ class Benchmark:
             self.log(f"seed {seed}: stage 1, {self.s1['epochs']} epochs ({'resumed' if has_checkpoint else 'new'})")
             self.launch("training", ["train.json"], overrides, out.parent / f"stage1_run{attempt}.log")
         history: dict[int, dict[str, float]] = {}
-        for log_file in sorted(out.parent.glob("stage1_run*.log"), key=lambda p: int(p.stem[len("stage1_run"):])):
+        for log_file in sorted(out.parent.glob("stage1_run*.log"), key=lambda p: int(p.stem[len("stage1_run") :])):
             history.update({h["epoch"]: h for h in validation_history(log_file.read_text())})  # later runs win
         curve = [history[epoch] for epoch in sorted(history)]
         _write_json(out / "validation_history.json", curve, indent=1)
@@ -597,5 +597,3 @@ def _write_json(path: Path, content: Any, indent: int | None = None) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(content, indent=indent) + "\n")
     temporary.replace(path)
-
-

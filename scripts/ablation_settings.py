@@ -90,8 +90,14 @@ _V1: dict[str, Any] = {
     "p_dose": [],
     "comparisons": {
         "final": [
-            ["aals", "plain"], ["aals", "control"], ["aals", "stage1"], ["aals", "pseudo_label"],
-            ["aals", "symmetric"], ["aals", "asymmetric_fixed"], ["oracle", "aals"], ["plain", "stage1"],
+            ["aals", "plain"],
+            ["aals", "control"],
+            ["aals", "stage1"],
+            ["aals", "pseudo_label"],
+            ["aals", "symmetric"],
+            ["aals", "asymmetric_fixed"],
+            ["oracle", "aals"],
+            ["plain", "stage1"],
         ]
     },  # fmt: skip
     "froc_fp_rates": [0.1, 0.2, 0.3, 0.4],
@@ -160,20 +166,42 @@ _V2: dict[str, Any] = {
     # Run order (amendment 3 of the protocol): the full plan needs about 5-6 hours of this CPU, so the steps that
     # answer the two questions come first; a budget cut trims the end of this list, then the steps it does not name.
     "priority": [
-        [0, "top", "control"], [0, "top", "aals"], [0, "top", "plain"], [0, "top", "oracle"],
-        [1, "top", "control"], [1, "top", "aals"], [1, "top", "plain"],
-        [0, "mid", "control"], [0, "mid", "aals"], [0, "low", "control"], [0, "low", "aals"],
-        [2, "top", "control"], [2, "top", "aals"], [2, "top", "plain"],
-        [1, "top", "oracle"], [2, "top", "oracle"],
-        [1, "mid", "control"], [1, "mid", "aals"], [1, "low", "control"], [1, "low", "aals"],
+        [0, "top", "control"],
+        [0, "top", "aals"],
+        [0, "top", "plain"],
+        [0, "top", "oracle"],
+        [1, "top", "control"],
+        [1, "top", "aals"],
+        [1, "top", "plain"],
+        [0, "mid", "control"],
+        [0, "mid", "aals"],
+        [0, "low", "control"],
+        [0, "low", "aals"],
+        [2, "top", "control"],
+        [2, "top", "aals"],
+        [2, "top", "plain"],
+        [1, "top", "oracle"],
+        [2, "top", "oracle"],
+        [1, "mid", "control"],
+        [1, "mid", "aals"],
+        [1, "low", "control"],
+        [1, "low", "aals"],
     ],  # fmt: skip
     "comparisons": {
         "low": [["aals", "control"], ["plain", "control"], ["aals", "plain"], ["control", "stage1"]],
         "mid": [["aals", "control"], ["plain", "control"], ["aals", "plain"], ["control", "stage1"]],
         "top": [
-            ["aals", "control"], ["plain", "control"], ["aals", "plain"], ["control", "stage1"], ["aals", "stage1"],
-            ["aals", "pseudo_label"], ["aals", "asymmetric_fixed"], ["oracle", "aals"], ["oracle", "control"],
-            ["aals_p0.25", "control"], ["aals_p0.5", "control"],
+            ["aals", "control"],
+            ["plain", "control"],
+            ["aals", "plain"],
+            ["control", "stage1"],
+            ["aals", "stage1"],
+            ["aals", "pseudo_label"],
+            ["aals", "asymmetric_fixed"],
+            ["oracle", "aals"],
+            ["oracle", "control"],
+            ["aals_p0.25", "control"],
+            ["aals_p0.5", "control"],
         ],
     },  # fmt: skip
     "froc_fp_rates": [0.1, 0.2, 0.3, 0.4],

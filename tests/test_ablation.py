@@ -214,3 +214,29 @@ def test_protocol_v2_document_states_the_settings_the_script_runs():
     training = num_images - round(num_images * val) - round(num_images * test)
     assert round(training * pool["prevalence"]) - settings["num_r"] >= settings["min_p_per_r"] * settings["num_r"]
     assert round(num_images * test) >= settings["min_test_images"] >= 1000
+
+
+def test_priority_order_brings_each_arm_after_its_stage1_and_teacher_and_keeps_every_step(tmp_path):
+    """Amendment 3: the plan follows ``priority``; nothing is dropped, and no arm runs before what it needs."""
+    from ablation_runner import Benchmark, Launcher, Progress
+    from ablation_settings import settings_for
+
+    settings = settings_for("v2")
+    plain = dict(settings, priority=None)
+    ordered = [s.name for s in Benchmark(settings, tmp_path, Launcher(), Progress(), data=tmp_path).plan()]
+    unordered = [s.name for s in Benchmark(plain, tmp_path, Launcher(), Progress(), data=tmp_path).plan()]
+    assert sorted(ordered) == sorted(unordered) and len(set(ordered)) == len(ordered)
+    assert ordered[:3] == [
+        "seed 0: stage 1 and its teacher levels",
+        "seed 0 level top: teacher",
+        "seed 0 level top: control",
+    ]
+    for seed, level, arm in settings["priority"]:
+        at = ordered.index(f"seed {seed} level {level}: {arm}")
+        assert ordered.index(f"seed {seed}: stage 1 and its teacher levels") < at
+        assert ordered.index(f"seed {seed} level {level}: teacher") < at
+    named = {f"seed {s} level {lv}: {a}" for s, lv, a in settings["priority"]}
+    last_named = max(ordered.index(n) for n in named)
+    assert all(name in named or "teacher" in name or "stage 1" in name for name in ordered[: last_named + 1])
+    with pytest.raises(ValueError, match="no step named"):
+        Benchmark(dict(settings, priority=[[0, "top", "nonsense"]]), tmp_path, Launcher(), Progress()).plan()
