@@ -70,8 +70,11 @@ def _choose(records: list[dict[str, Any]]) -> dict[str, Any]:
     return eligible[0] if eligible else max(records, key=lambda r: r["val_rib_auroc"])
 
 
-def run_pilot(base: dict[str, Any], work: Path, launcher: Launcher, log: Progress) -> dict[str, Any]:
-    """Run the pilot in ``work`` (cached like the benchmark) and return its record."""
+def run_pilot(base: dict[str, Any], work: Path, launcher: Launcher, log: Progress, run: bool = True) -> dict[str, Any]:
+    """Run the pilot in ``work`` (cached like the benchmark) and return its record.
+
+    ``run=False`` runs nothing: the record holds the finished runs, and each unfinished one is listed as not run.
+    """
     records, benches = [], {}
     for candidate in PILOT["candidates"]:
         if any(r["val_rib_auroc"] >= 0.83 for r in records):
@@ -81,6 +84,9 @@ def run_pilot(base: dict[str, Any], work: Path, launcher: Launcher, log: Progres
         bench = Benchmark(settings, work / candidate["name"], launcher, log, data=pool)
         bench.prepare_pool()
         level = settings["levels"][0]
+        if not run and not (bench.level_dir(0, level) / "result.json").is_file():
+            records.append({**candidate, "val_rib_auroc": float("nan"), "not_run": True})
+            continue
         if not (bench.level_dir(0, level) / "model.pt").is_file():
             bench.stage1(0)
         if not (bench.level_dir(0, level) / "result.json").is_file():
@@ -98,11 +104,19 @@ def run_pilot(base: dict[str, Any], work: Path, launcher: Launcher, log: Progres
     bench = benches[chosen["name"]]
     num_p = bench.counts(0)["P"]
     share = base["stage2"]["mix"]["P"]
-    bench.s2 = {**base["stage2"], "samples_per_epoch": max(16, round(num_p / share)), "epochs": PILOT["max_passes"],
-                "val_interval": PILOT["validate_every_passes"]}  # fmt: skip  (one epoch = one pass over P)
+    bench.s2 = {
+        **base["stage2"],
+        "samples_per_epoch": max(16, round(num_p / share)),
+        "epochs": PILOT["max_passes"],
+        "val_interval": PILOT["validate_every_passes"],
+    }  # fmt: skip  (one epoch = one pass over P)
     level = bench.settings["levels"][0]
     stage2 = {}
     for arm in PILOT["stage2_arms"]:
+        if not run and not (bench.arm_dir(0, level, arm) / "result.json").is_file():
+            stage2[arm] = {"not_run": "unfinished when the record was written (--record-finished)"}
+            log(f"pilot stage 2 {arm}: not finished, left out of the record")
+            continue
         variant, start = ("aals", "model.pt") if arm == "aals_raw" else (arm, "model_calibrated.pt")
         result = bench.stage2(0, level, arm, variant, base["stage2"]["a0"], base["stage2"]["ema_decay"], None, start)
         stage2[arm] = {
@@ -116,7 +130,8 @@ def run_pilot(base: dict[str, Any], work: Path, launcher: Launcher, log: Progres
     record = {
         "settings": PILOT, "candidates": records, "chosen": chosen["name"], "stage2": stage2,
         "stage2_samples_per_pass": bench.s2["samples_per_epoch"], "num_p": num_p, "chosen_passes": length,
-        "minutes": round(log.minutes(), 1),
+        "minutes": round(log.minutes(), 1) if run else None,  # None: written from finished runs (wall not known)
+        "written_from_finished_runs_only": not run,
     }  # fmt: skip
     _write_json(work / "pilot.json", record, indent=1)
     log(f"pilot: stage-2 length {length} passes over P")

@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="stage1: run the stage-1 segments and teacher levels only, then stop")
     parser.add_argument("--output", type=Path, default=None, help="write the JSON here instead of bundle/docs")
     parser.add_argument("--no-docs", action="store_true", help="write the JSON only, leave the model card")
+    parser.add_argument("--record-finished", action="store_true",
+                        help="v2-pilot: write the record from the finished runs, run nothing")  # fmt: skip
     parser.add_argument("--from-json", type=Path, default=None, help="only rewrite the docs from this record")
     args = parser.parse_args(argv)
     if args.from_json:
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         from ablation_pilot import run_pilot
 
         launcher = Launcher(args.network, args.device, in_process=args.in_process)
-        record = run_pilot(settings_for("v2"), work, launcher, log)
+        record = run_pilot(settings_for("v2"), work, launcher, log, run=not args.record_finished)
         target = args.output or DOCS / "ablation_v2_pilot.json"
         target.write_text(json.dumps(record, indent=1) + "\n")
         log(f"wrote {target}")
