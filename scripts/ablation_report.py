@@ -87,6 +87,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[
                                        for r in rows], dtype=float)  # fmt: skip
                     sd = float(np.nanstd(values, ddof=1)) if np.sum(~np.isnan(values)) > 1 else float("nan")
                     arms[arm][f"{cls}_{metric}"] = [float(np.nanmean(values)), sd]
+            arms[arm]["seeds"] = sorted(r["seed"] for r in rows)
     return summary
 
 
@@ -103,34 +104,36 @@ def analyse(settings: dict[str, Any], runs: list[dict[str, Any]], log: Any = pri
     index = None
     for level, pairs in settings["comparisons"].items():
         level_runs = {(run_key(r), r["seed"]): r for r in runs if r["level"] == level}
-        arms = sorted({arm for pair in pairs for arm in pair})
-        seeds = sorted({seed for arm, seed in level_runs if arm in arms})
-        seeds = [s for s in seeds if all((arm, s) in level_runs for arm in arms)]  # complete seeds only
-        if not seeds:
+        # each comparison uses the seeds on which both of its arms finished (a budget cut leaves some arms short)
+        pair_seeds = {(a, b): sorted(s for arm, s in level_runs if arm == a and (b, s) in level_runs) for a, b in pairs}
+        needed = {(arm, s) for (a, b), seeds in pair_seeds.items() for arm in (a, b) for s in seeds}
+        if not needed:
             continue
         outcomes = {
-            (arm, s): read_outcomes(Path(level_runs[(arm, s)]["eval_dir"]) / "detections.json", CLASSES)
-            for arm in arms
-            for s in seeds
+            key: read_outcomes(Path(level_runs[key]["eval_dir"]) / "detections.json", CLASSES) for key in needed
         }
         if index is None:
-            index = bootstrap_indices(outcomes[(arms[0], seeds[0])][CLASSES[0]].num_images, boot["resamples"],
-                                      boot["seed"])  # fmt: skip
-        draws = seed_draws(len(seeds), boot["resamples"], boot["seed"])
-        values: dict[tuple[str, str, str], np.ndarray] = {}
-        for arm in arms:
+            first = next(iter(outcomes.values()))[CLASSES[0]]
+            index = bootstrap_indices(first.num_images, boot["resamples"], boot["seed"])
+        values: dict[tuple[str, int, str, str], np.ndarray] = {}
+        for arm, s in sorted(needed):
             for cls in CLASSES:
-                per_seed = [outcomes[(arm, s)][cls] for s in seeds]
-                values[(arm, cls, "auroc")] = np.array([[auroc(o, i) for i in index] for o in per_seed])
-                values[(arm, cls, "froc")] = np.array([[froc(o, i, rates) for i in index] for o in per_seed])
-        log(f"bootstrap: level {level} ({len(seeds)} seeds, {len(arms)} arms) done")
-        for a, b in pairs:
+                values[(arm, s, cls, "auroc")] = np.array([auroc(outcomes[(arm, s)][cls], i) for i in index])
+                values[(arm, s, cls, "froc")] = np.array([froc(outcomes[(arm, s)][cls], i, rates) for i in index])
+        log(f"bootstrap: level {level} ({len(needed)} runs) done")
+        for (a, b), seeds in pair_seeds.items():
+            if not seeds:
+                continue
+            draws = seed_draws(len(seeds), boot["resamples"], boot["seed"])
             for cls in CLASSES:
                 for metric in METRICS:
                     key = f"{level}:{a}-{b}:{cls}_{metric}"
-                    va, vb = values[(a, cls, metric)], values[(b, cls, metric)]
-                    intervals_images[key] = paired_interval(va, vb, boot["level"])
-                    intervals[key] = {**hierarchical_interval(va, vb, draws, boot["level"]), "seeds": seeds}
+                    va = np.stack([values[(a, s, cls, metric)] for s in seeds])
+                    vb = np.stack([values[(b, s, cls, metric)] for s in seeds])
+                    intervals_images[key] = {**paired_interval(va, vb, boot["level"]), "seeds": seeds}
+                    # amendment 3: with one seed the interval holds no seed variance; its verdict is "indicative"
+                    hierarchical = hierarchical_interval(va, vb, draws, boot["level"])
+                    intervals[key] = {**hierarchical, "seeds": seeds, "indicative": len(seeds) < 2}
     return {"summary_mean_sd": summarize(runs), "intervals": intervals, "intervals_images": intervals_images}
 
 
@@ -145,13 +148,16 @@ def payoff(levels: list[dict[str, Any]], intervals: dict[str, Any]) -> dict[str,
     for level in sorted(levels, key=lambda lv: lv["teacher_val_rib_auroc"]):
         entry = intervals.get(f"{level['name']}:aals-control:rib_auroc")
         rows.append({"level": level["name"], "teacher_val_rib_auroc": level["teacher_val_rib_auroc"],
-                     "aals_minus_control": entry, "verdict": verdict(entry) if entry else "not run"})  # fmt: skip
+                     "aals_minus_control": entry, "verdict": verdict(entry) if entry else "not run",
+                     "indicative": bool(entry and entry.get("indicative"))})  # fmt: skip
     threshold = None
     for i, row in enumerate(rows):
         if row["verdict"] == "higher" and all(r["verdict"] != "lower" for r in rows[i + 1 :]):
             threshold = row["teacher_val_rib_auroc"]
             break
+    measured = [r for r in rows if r["verdict"] != "not run"]
     return {"threshold_val_rib_auroc": threshold, "levels": rows,
+            "indicative": any(r["indicative"] for r in measured),  # a level with one seed (amendment 3)
             "rule": "lowest teacher validation rib AUROC with aals - control above 0 (rib AUROC) and none below 0 "
                     "at higher levels"}  # fmt: skip
 
@@ -240,7 +246,17 @@ def plot_differences(intervals: dict[str, Any], comparisons: list[tuple[str, str
 def _cell(entry: dict[str, float] | None) -> str:
     if entry is None:
         return "—"
-    return f"{entry['difference']:+.3f} [{entry['lower']:+.3f}, {entry['upper']:+.3f}] {verdict(entry)}"
+    label = verdict(entry) + (" (1 seed: indicative)" if entry.get("indicative") else "")
+    return f"{entry['difference']:+.3f} [{entry['lower']:+.3f}, {entry['upper']:+.3f}] {label}"
+
+
+def _not_run_note(record: dict[str, Any]) -> list[str]:
+    """A paragraph naming the protocol's steps a budget cut left undone (amendment 3), or nothing."""
+    not_run = record.get("not_run", [])
+    if not not_run:
+        return []
+    return ["", f"**Not run within this record's budget ({len(not_run)} of {record['planned_steps']} steps; the "
+            "same command resumes and completes them):** " + "; ".join(not_run) + "."]  # fmt: skip
 
 
 def markdown_v2(record: dict[str, Any]) -> str:
@@ -261,29 +277,37 @@ def markdown_v2(record: dict[str, Any]) -> str:
             f"{level['p_in_band']:.2f} | {level['p_above_t']:.2f} | {level['p_max_median']:.2f} → "
             f"{level['p_target_max_median']:.2f} | {level['val_negative_above_t_rib']:.2f} |"
         )
-    lines += ["", "| level | arm | rib AUROC | rib FROC | clavicle AUROC | clavicle FROC |", "| --- " * 6 + "|"]
+    lines += ["", "| level | arm | seeds | rib AUROC | rib FROC | clavicle AUROC | clavicle FROC |",
+              "| --- " * 7 + "|"]  # fmt: skip
     for level in record["levels"]:
         arms = summary.get(level["name"], {})
         order = [a for a in settings["arms"].get(level["name"], []) if a in arms]
         order += sorted(a for a in arms if a not in order)  # the P-dose runs
         for arm in order:
             values = arms[arm]
-            cells = [f"{values[c][0]:.3f} ± {values[c][1]:.3f}" for c in columns]
+            cells = [", ".join(map(str, values["seeds"]))]
+            cells += [f"{values[c][0]:.3f}" + (f" ± {values[c][1]:.3f}" if len(values["seeds"]) > 1 else "")
+                      for c in columns]  # fmt: skip
             label = ARM_LABELS.get(arm, f"AALS, {arm.split('_p')[1]} of P" if arm.startswith("aals_p") else arm)
             lines.append(f"| {level['name']} | {label} | " + " | ".join(cells) + " |")
-    lines += ["", "| level | paired difference | rib AUROC | rib FROC | clavicle AUROC | clavicle FROC | "
-              "rib AUROC, images only |", "| --- " * 7 + "|"]  # fmt: skip
+    lines += ["", "| level | paired difference | seeds | rib AUROC | rib FROC | clavicle AUROC | clavicle FROC | "
+              "rib AUROC, images only |", "| --- " * 8 + "|"]  # fmt: skip
     for level, pairs in settings["comparisons"].items():
         for a, b in pairs:
-            cells = [_cell(ivals.get(f"{level}:{a}-{b}:{c}")) for c in columns]
+            entry = ivals.get(f"{level}:{a}-{b}:rib_auroc")
+            if entry is None:
+                continue  # an arm of the pair did not run (listed under "not run" below)
+            cells = [", ".join(map(str, entry["seeds"]))] + [_cell(ivals.get(f"{level}:{a}-{b}:{c}")) for c in columns]
             cells.append(_cell(images.get(f"{level}:{a}-{b}:rib_auroc")))
             lines.append(f"| {level} | {a} − {b} | " + " | ".join(cells) + " |")
     if record.get("p_dose"):
         lines += ["", "| P images used (top level) | rib AUROC | gain over control, rib AUROC | gain, rib FROC |",
                   "| --- " * 4 + "|"]  # fmt: skip
         for dose in record["p_dose"]:
-            lines.append(f"| {dose['num_p']} ({dose['fraction']:g} of P) | {dose['rib_auroc'][0]:.3f} ± "
-                         f"{dose['rib_auroc'][1]:.3f} | {_cell(dose.get('gain_rib_auroc'))} | "
+            mean, sd = dose["rib_auroc"]
+            spread = "" if np.isnan(sd) else f" ± {sd:.3f}"
+            lines.append(f"| {dose['num_p']} ({dose['fraction']:g} of P) | {mean:.3f}{spread} | "
+                         f"{_cell(dose.get('gain_rib_auroc'))} | "
                          f"{_cell(dose.get('gain_rib_froc'))} |")  # fmt: skip
     pool, s1, s2 = settings["pool"], settings["stage1"], settings["stage2"]
     counts, machine = record["counts"], record["machine"]
@@ -307,6 +331,7 @@ def markdown_v2(record: dict[str, Any]) -> str:
         f"{len(machine.get('bare_step_measurements', [0]))} measured at the start of each invocation: on a shared "
         f"machine it is the closest to its own speed). Reproduce: `.venv/bin/python "
         f"scripts/benchmark_ablation.py --protocol v2`; raw numbers in `ablation_v2.json`.",
+        *_not_run_note(record),
         "",
         "![Differences against control by teacher level](ablation_v2_levels.png)",
         "",
@@ -368,8 +393,10 @@ def write_docs(record: dict[str, Any], readme: Path = DOCS / "README.md") -> Non
         top = record["settings"]["levels"][-1]["name"]
         plot_levels(record, DOCS / "ablation_v2_levels.png")
         pairs = [tuple(p) for p in record["settings"]["comparisons"][top]]
-        plot_differences(record["intervals"], pairs, DOCS / "ablation_v2_differences.png", prefix=f"{top}:",
-                         title_suffix=", seeds then images")  # fmt: skip
+        pairs = [(a, b) for a, b in pairs if f"{top}:{a}-{b}:rib_auroc" in record["intervals"]]  # what finished
+        if pairs:
+            plot_differences(record["intervals"], pairs, DOCS / "ablation_v2_differences.png", prefix=f"{top}:",
+                             title_suffix=", seeds then images")  # fmt: skip
         text = _replace_block(text, start, end, markdown_v2(record), MARKERS["v1"][0])
     else:
         plot_differences(record["intervals"], _V1_COMPARISONS, DOCS / "ablation_differences.png")

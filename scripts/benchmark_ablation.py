@@ -90,10 +90,11 @@ def _levels(settings: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     """Per level: its teacher quality (validation rib AUROC) and AALS preconditions, mean over its seeds."""
     levels = []
     for level in settings["levels"]:
-        pre, epochs = [], []
+        pre, epochs, seeds_done = [], [], []
         for seed in level["seeds"]:
             folder = work / f"seed{seed}" / "stage1" / f"level_{level['name']}"
             if (folder / "preconditions.json").is_file():
+                seeds_done.append(seed)
                 pre.append(json.loads((folder / "preconditions.json").read_text()))
                 epochs.append(json.loads((folder / "level.json").read_text())["epoch"])
         if not pre:
@@ -107,6 +108,7 @@ def _levels(settings: dict[str, Any], work: Path) -> list[dict[str, Any]]:
             "seeds": level["seeds"], "stage1_epoch_per_seed": epochs,
             "teacher_val_rib_auroc": mean("val_rib_auroc"),
             "teacher_val_rib_auroc_per_seed": [p["val_rib_auroc"] for p in pre],
+            "seeds_with_teacher": seeds_done,
             "teacher_val_clavicle_auroc": mean("val_clavicle_auroc"),
             "p_in_band": mean("p_in_band"), "p_above_t": mean("p_above_t"),
             "p_max_median": float(np.mean([p["p_max_quartiles"][1] for p in pre])),
@@ -182,6 +184,9 @@ def build_record(
     record["p_dose"] = _p_dose(settings, runs, analysis)
     record["stage1_spread"] = _stage1_spread(settings, runs, record["levels"])
     record["payoff"] = payoff(record["levels"], record["intervals"])
+    plan = bench.plan()
+    record["planned_steps"] = len(plan)
+    record["not_run"] = [step.name for step in plan if not step.done()]
     if tuned:
         record["tuning"] = tuned
     return record

@@ -240,3 +240,38 @@ def test_priority_order_brings_each_arm_after_its_stage1_and_teacher_and_keeps_e
     assert all(name in named or "teacher" in name or "stage 1" in name for name in ordered[: last_named + 1])
     with pytest.raises(ValueError, match="no step named"):
         Benchmark(dict(settings, priority=[[0, "top", "nonsense"]]), tmp_path, Launcher(), Progress()).plan()
+
+
+def test_analysis_of_a_budget_cut_run_pairs_each_comparison_on_its_own_finished_seeds(tmp_path):
+    """Amendment 3: a comparison uses the seeds where both arms finished; one seed is flagged indicative."""
+    from ablation_report import analyse, payoff
+    from ablation_settings import settings_for
+
+    rng = np.random.default_rng(0)
+    labels = [1] * 6 + [0] * 10
+    runs = []
+    for arm, seeds in {"control": [0, 1], "aals": [0, 1], "plain": [0]}.items():
+        for seed in seeds:
+            images = []
+            for label in labels:
+                score = float(np.clip(0.5 * label + rng.uniform(0, 0.6), 0, 1))
+                entry = {"image": "x", "image_label": {}, "image_score": {}, "detections": [], "boxes": []}
+                for cls in ("rib", "clavicle"):
+                    entry["image_label"][cls], entry["image_score"][cls] = label, score
+                    entry["detections"].append({"class": cls, "x": 0, "y": 0, "score": score / 2, "outcome": "FP"})
+                    entry["boxes"] += [{"class": cls, "score": score}] if label else []
+                images.append(entry)
+            folder = tmp_path / f"{arm}{seed}"
+            folder.mkdir()
+            (folder / "detections.json").write_text(json.dumps({"images": images}))
+            runs.append({"level": "top", "arm": arm, "name": arm, "seed": seed, "eval_dir": str(folder)})
+    settings = settings_for("v2")
+    settings["bootstrap"]["resamples"] = 40
+    analysis = analyse(settings, runs, log=lambda *_: None)
+    both, one = analysis["intervals"]["top:aals-control:rib_auroc"], analysis["intervals"]["top:aals-plain:rib_auroc"]
+    assert both["seeds"] == [0, 1] and not both["indicative"] and len(both["per_seed"]) == 2
+    assert one["seeds"] == [0] and one["indicative"] and len(one["per_seed"]) == 1
+    assert not any(key.startswith("top:aals-pseudo_label") for key in analysis["intervals"])
+    assert analysis["summary_mean_sd"]["top"]["plain"]["seeds"] == [0]
+    levels = [{"name": "top", "teacher_val_rib_auroc": 0.85}]
+    assert payoff(levels, analysis["intervals"])["indicative"] is False
