@@ -166,27 +166,16 @@ _V2: dict[str, Any] = {
     # Run order (amendment 3 of the protocol): the full plan needs about 5-6 hours of this CPU, so the steps that
     # answer the two questions come first; a budget cut trims the end of this list, then the steps it does not name.
     "priority": [
-        [0, "top", "control"],
-        [0, "top", "aals"],
-        [0, "top", "plain"],
-        [0, "top", "oracle"],
-        [1, "top", "control"],
-        [1, "top", "aals"],
-        [1, "top", "plain"],
-        [0, "mid", "control"],
-        [0, "mid", "aals"],
-        [0, "low", "control"],
-        [0, "low", "aals"],
-        [2, "top", "control"],
-        [2, "top", "aals"],
-        [2, "top", "plain"],
-        [1, "top", "oracle"],
-        [2, "top", "oracle"],
-        [1, "mid", "control"],
-        [1, "mid", "aals"],
-        [1, "low", "control"],
-        [1, "low", "aals"],
-    ],  # fmt: skip
+        [0, "top", "control"], [0, "top", "aals"], [0, "top", "plain"], [0, "top", "oracle"],
+        [1, "top", "control"], [1, "top", "aals"], [1, "top", "plain"],
+        [0, "mid", "control"], [0, "mid", "aals"], [0, "low", "control"], [0, "low", "aals"],
+        [2, "top", "control"], [2, "top", "aals"], [2, "top", "plain"],
+        [1, "top", "oracle"], [2, "top", "oracle"],
+        [1, "mid", "control"], [1, "mid", "aals"], [1, "low", "control"], [1, "low", "aals"],
+        [3, "top", "control"], [3, "top", "aals"], [3, "top", "plain"],
+        [4, "top", "control"], [4, "top", "aals"], [4, "top", "plain"],
+        [2, "mid", "control"], [2, "mid", "aals"], [2, "low", "control"], [2, "low", "aals"],
+    ],  # fmt: skip  # fmt: skip
     "comparisons": {
         "low": [["aals", "control"], ["plain", "control"], ["aals", "plain"], ["control", "stage1"]],
         "mid": [["aals", "control"], ["plain", "control"], ["aals", "plain"], ["control", "stage1"]],
