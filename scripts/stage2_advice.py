@@ -33,6 +33,15 @@ def advice(stage1_val_rib_auroc: float, benchmark: dict[str, Any]) -> str:
     )
     here = f"This stage 1's validation rib AUROC is {stage1_val_rib_auroc:.3f}."
     threshold = result.get("threshold_val_rib_auroc")
+    caveat = (
+        " Some of these levels rest on a single training seed, so their verdicts are indicative, not settled."
+        if result.get("indicative")
+        else ""
+    )
+    return _advice(here, threshold, levels, stage1_val_rib_auroc) + caveat
+
+
+def _advice(here: str, threshold: float | None, levels: str, stage1_val_rib_auroc: float) -> str:
     if threshold is None:
         return (
             f"{here} In the method benchmark (phantoms, bundle/docs/ablation_v2.json) stage 2 with AALS did not beat "

@@ -21,6 +21,10 @@ def test_advice_below_above_and_without_a_threshold():
     assert "in that range" in above and "box more" not in above
     never = advice(0.88, _benchmark(None))
     assert "did not beat" in never and "low 0.70: not resolved" in never
+    assert "indicative" not in never
+    one_seed = _benchmark(None)
+    one_seed["payoff"]["indicative"] = True
+    assert "single training seed" in advice(0.88, one_seed)
 
 
 def test_command_reads_the_calibration_record_and_never_fails(tmp_path, capsys):
