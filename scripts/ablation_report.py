@@ -251,12 +251,25 @@ def _cell(entry: dict[str, float] | None) -> str:
 
 
 def _not_run_note(record: dict[str, Any]) -> list[str]:
-    """A paragraph naming the protocol's steps a budget cut left undone (amendment 3), or nothing."""
+    """A paragraph naming, grouped by level and arm, the protocol's steps a budget cut left undone, or nothing."""
     not_run = record.get("not_run", [])
     if not not_run:
         return []
+    stage1, groups = [], {}
+    for name in not_run:
+        seed, _, rest = name.removeprefix("seed ").partition(" ")
+        seed = seed.rstrip(":")
+        if rest.startswith("level "):
+            level, _, arm = rest.removeprefix("level ").partition(": ")
+            if arm != "teacher":  # a teacher is implied by its level's arms
+                groups.setdefault((level, arm), []).append(seed)
+        else:
+            stage1.append(seed)
+    parts = [f"stage 1 of seed{'s' if len(stage1) > 1 else ''} {', '.join(stage1)}"] if stage1 else []
+    parts += [f"{level} {arm} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})"
+              for (level, arm), seeds in groups.items()]  # fmt: skip
     return ["", f"**Not run within this record's budget ({len(not_run)} of {record['planned_steps']} steps; the "
-            "same command resumes and completes them):** " + "; ".join(not_run) + "."]  # fmt: skip
+            "same command resumes and completes them):** " + "; ".join(parts) + "."]  # fmt: skip
 
 
 def markdown_v2(record: dict[str, Any]) -> str:
