@@ -2,6 +2,10 @@
 
     python scripts/build_datalist.py vindr --csv-dir VINDR/annotations --image-dir VINDR --out vindr.json
     python scripts/build_datalist.py padchest --csv PADCHEST_labels.csv --image-dir PADCHEST/images --out pc.json
+    python scripts/build_datalist.py candid-ptx --fracture-csv acute_rib_fracture.csv \
+        --reports-csv Pneumothorax_reports.csv --image-dir CANDID/dataset --out candid.json
+    python scripts/build_datalist.py chexpert --csv CheXpert-v1.0/train.csv --image-root DATA --out chexpert.json
+    python scripts/build_datalist.py mimic-cxr --csv-dir MIMIC-CXR-JPG --out mimic.json
     python scripts/build_datalist.py combine --inputs vindr.json pc.json --out datalist.json
 
 Subsets follow Wang et al. (IPMI 2021): ``R`` positives with boxes, ``P`` image-level positives, ``N`` negatives.
@@ -39,8 +43,50 @@ effusion']``; ``MethodLabel`` = ``Physician`` or ``RNN_model``).
   (``"boxed": false``): evaluation reports AUROC, and FROC only where boxes exist.
 * Images: ``<image-dir>/<ImageDir>/<ImageID>``.
 
-``combine`` merges datalists: training is the union; validation/test keep the boxed entries only
-(``--eval boxed``, default; VinDr-CXR's) or every entry (``--eval all``).
+**CANDID-PTX** (Dunedin, data-use agreement). ``acute_rib_fracture.csv``: one row per fracture, ``anon_SOPUID,
+annotation_ref, mask_rle``; ``Pneumothorax_reports.csv``: one row per image (or per pneumothorax region),
+``SOPInstanceUID, filename, EncodedPixels, ...``, where ``filename`` starts with the patient index
+(``<patient>_...``) and ``EncodedPixels`` is ``-1`` without a pneumothorax. Images: ``<image-dir>/<anon_SOPUID>``
+(``--image-pattern``), DICOM.
+
+* Masks are SIIM-style run-length codes, column-major (pixel index = column * rows + row), ``-1`` = no mask. Public
+  loaders read the pairs two ways: *relative* (pixels skipped since the end of the previous run, then the run
+  length; SIIM-ACR's ``mask_functions``) and *absolute* (1-based start, then length; Kaggle's convention). Each row
+  is tested against its image's Rows x Columns (DICOM header): a reading fits when its runs are in order, apart
+  and inside the image. The file's reading is the one that the discriminating rows agree on; the command refuses
+  a row that fits neither, a file whose rows disagree, and a file where no row tells them apart (then pass
+  ``--rle``). ``--mask-grid COLSxROWS`` reads masks encoded on a fixed grid and scales their boxes to the DICOM.
+* Every 8-connected region of a fracture row's mask becomes one rib box, in the DICOM's pixels (x = column,
+  y = row; x2 and y2 exclusive). The count report notes how many rows gave one region and how many more: a
+  fracture is one region, so many multi-region rows mean a wrong reading or image size.
+* Negatives (``--negatives no-pneumothorax``, default): images without a fracture row and without a
+  pneumothorax. Pneumothorax images without a fracture row are left out: a traumatic pneumothorax usually comes
+  with rib fractures, so the absence of a fracture mask on such an image is weak evidence, and as N it would
+  teach the network that a fracture is background (``--negatives no-fracture`` keeps them).
+* CANDID-PTX annotates rib fractures only: its images are labelled clavicle-negative. Splits are drawn by patient
+  (``filename``'s prefix); an image missing from the reports file has no patient and is left out.
+
+**CheXpert** (Stanford AIMI) ``train.csv``/``valid.csv``: ``Path, Sex, Age, Frontal/Lateral, AP/PA, ...,
+Fracture, Support Devices`` with 1.0, 0.0, -1.0 (uncertain) or blank (not mentioned). **MIMIC-CXR-JPG**
+(PhysioNet): ``mimic-cxr-2.0.0-chexpert.csv`` (``subject_id, study_id, ..., Fracture, ...`` per study) joined to
+images by ``mimic-cxr-2.0.0-metadata.csv`` (``dicom_id, subject_id, study_id, ..., ViewPosition, ...``) and split by
+``mimic-cxr-2.0.0-split.csv`` (``dicom_id, study_id, subject_id, split``); images
+``<csv-dir>/files/p<first two digits>/p<subject_id>/s<study_id>/<dicom_id>.jpg``.
+
+* Frontal views only (CheXpert ``Frontal/Lateral`` = Frontal; MIMIC ``ViewPosition`` PA or AP).
+* ``Fracture`` = 0 -> N. ``Fracture`` = -1 and blank are left out (``--uncertain``, ``--blank`` change that).
+* ``Fracture`` = 1 says neither rib nor clavicle (nor excludes other bones: a spine or humerus fracture counts
+  too). Such class-agnostic positives are left out by default (``--agnostic exclude``); ``--agnostic include``
+  writes them as training subset ``A`` (candidate classes rib and clavicle), which stage 2 reads only when asked
+  (see ``scripts/aals.py`` for its target rule and the bundle's docs for its measured effect).
+* Evaluation splits hold image-level negatives only (``"boxed": false``): a class-agnostic positive cannot be
+  scored per class and is left out there. CheXpert has no public patient-level split of ``train.csv``: every
+  patient goes to training unless ``--val-fraction``/``--test-fraction`` are given (drawn by patient). MIMIC-CXR
+  keeps its own split (``--split official``: train/validate/test, refused if a patient is in two) or puts every
+  image in training (``--split training``).
+
+``combine`` merges datalists: training is the union (every subset, ``A`` included); validation/test keep the boxed
+entries only (``--eval boxed``, default; VinDr-CXR's) or every entry (``--eval all``).
 
 Every command prints a count per split, subset and class, writes it next to the datalist as
 ``<out>.counts.json``, and validates the result with the bundle's own datalist loader. Image paths are written
@@ -53,6 +99,7 @@ import argparse
 import ast
 import csv
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -72,6 +119,10 @@ PADCHEST_LABELS = {"rib fracture": "rib", "clavicle fracture": "clavicle"}
 PADCHEST_CALLUS = "callus rib fracture"
 PADCHEST_FRONTAL = ("PA", "AP", "AP_HORIZONTAL")
 PADCHEST_PHYSICIAN = "physician"
+RLE_READINGS = ("relative", "absolute")
+CHEXPERT_PATIENT = re.compile(r"(patient\d+)")
+MIMIC_FRONTAL = ("PA", "AP")
+MIMIC_SPLITS = {"train": "training", "validate": "validation", "test": "test"}
 
 
 class LabelFileError(ValueError):
@@ -119,8 +170,11 @@ def split_groups(groups: Sequence[str], val_fraction: float, test_fraction: floa
     return assignment
 
 
-def count_report(datalist: dict[str, Any], excluded: Counter) -> dict[str, Any]:
-    """Images per split and subset, positive images and boxes per class, and the reasons images were left out."""
+def count_report(datalist: dict[str, Any], excluded: Counter, notes: Counter | None = None) -> dict[str, Any]:
+    """Images per split and subset, positive images and boxes per class, the reasons images were left out, notes.
+
+    For subset ``A`` (class-agnostic positives) the per-class positive counts are candidate classes.
+    """
     report: dict[str, Any] = {}
     for split in SPLITS:
         entries = datalist.get(split, [])
@@ -135,6 +189,7 @@ def count_report(datalist: dict[str, Any], excluded: Counter) -> dict[str, Any]:
                 row[f"{name}_boxes"] = row.get(f"{name}_boxes", 0) + 1
         report[split] = {"images": len(entries), "subsets": by_subset}
     report["excluded"] = dict(sorted(excluded.items()))
+    report["notes"] = dict(sorted((notes or Counter()).items()))
     return report
 
 
@@ -146,12 +201,18 @@ def format_report(report: dict[str, Any]) -> str:
         for subset, row in sorted(report[split]["subsets"].items()):
             cells = "".join(f"{row[f'{c}_positive']:>12}{row.get(f'{c}_boxes', 0):>14}" for c in CLASSES)
             lines.append(f"{split:<11}{subset:<12}{row['images']:>8}{cells}")
+    if any("A" in report[split]["subsets"] for split in SPLITS):
+        lines.append("subset A: class-agnostic positives; its class columns count candidate classes")
     for reason, count in report["excluded"].items():
         lines.append(f"left out: {count} ({reason})")
+    for note, count in report.get("notes", {}).items():
+        lines.append(f"note: {count} ({note})")
     return "\n".join(lines)
 
 
-def write_datalist(datalist: dict[str, Any], out: Path, excluded: Counter) -> dict[str, Any]:
+def write_datalist(
+    datalist: dict[str, Any], out: Path, excluded: Counter, notes: Counter | None = None
+) -> dict[str, Any]:
     """Validate ``datalist`` with the bundle's loader, write it and its count report; return the report."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(datalist, indent=1))
@@ -161,7 +222,7 @@ def write_datalist(datalist: dict[str, Any], out: Path, excluded: Counter) -> di
                 load_datalist(out, split, classes=CLASSES, check_files=False)
             except DatalistError as error:
                 raise SystemExit(f"the datalist built from the label files is invalid:\n{error}") from error
-    report = count_report(datalist, excluded)
+    report = count_report(datalist, excluded, notes)
     out.with_suffix(".counts.json").write_text(json.dumps(report, indent=1))
     print(format_report(report))
     print(f"wrote {out} and {out.with_suffix('.counts.json')}")
@@ -283,7 +344,7 @@ def _vindr_split(
     return entries
 
 
-def build_vindr(args: argparse.Namespace) -> tuple[dict[str, Any], Counter]:
+def build_vindr(args: argparse.Namespace) -> tuple[dict[str, Any], Counter, Counter]:
     """VinDr-CXR label files -> datalist (R and N in training, boxed validation and test)."""
     csv_dir, image_dir = Path(args.csv_dir), Path(args.image_dir).resolve()
     pattern = str(image_dir / args.image_pattern)
@@ -302,7 +363,7 @@ def build_vindr(args: argparse.Namespace) -> tuple[dict[str, Any], Counter]:
             entry = {**entry, "subset": "R" if entry["boxes"] else "N"}
         datalist[assignment[image_id]].append(entry)
     datalist["test"] = list(parts["test"].values())
-    return datalist, excluded
+    return datalist, excluded, Counter()
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -341,7 +402,7 @@ def padchest_classes(labels: Sequence[str], callus: str) -> tuple[list[str], str
     return sorted(positive), None
 
 
-def build_padchest(args: argparse.Namespace) -> tuple[dict[str, Any], Counter]:
+def build_padchest(args: argparse.Namespace) -> tuple[dict[str, Any], Counter, Counter]:
     """PadChest labels CSV -> datalist (P and N in training, image-level validation and test)."""
     csv_path, image_dir = Path(args.csv), Path(args.image_dir).resolve()
     required = ["imageid", "imagedir", "patientid", "projection", "methodlabel", "labels"]
@@ -380,7 +441,324 @@ def build_padchest(args: argparse.Namespace) -> tuple[dict[str, Any], Counter]:
         }
         entry.update({"subset": "P" if positive else "N"} if split == "training" else {"boxed": False})
         datalist[split].append(entry)
-    return datalist, excluded
+    return datalist, excluded, Counter()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# CANDID-PTX
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def parse_rle(text: str, where: str) -> np.ndarray | None:
+    """A ``mask_rle`` cell as ``(K, 2)`` int64 number pairs, or None for ``-1`` (no mask)."""
+    text = text.strip()
+    if text == "-1":
+        return None
+    try:
+        numbers = np.array([int(value) for value in text.split()], dtype=np.int64)
+    except ValueError as error:
+        raise LabelFileError(f"{where}: mask_rle {text[:40]!r} is not a list of integers.") from error
+    if numbers.size == 0 or numbers.size % 2:
+        raise LabelFileError(f"{where}: mask_rle needs (offset, length) pairs, got {numbers.size} numbers.")
+    return numbers.reshape(-1, 2)
+
+
+def rle_runs(pairs: np.ndarray, reading: str, num_pixels: int) -> np.ndarray | None:
+    """The runs of an RLE read one way, as 0-based ``(K, 2)`` (start, length), or None when that reading does not fit.
+
+    Args:
+        pairs: ``(K, 2)`` integer pairs from :func:`parse_rle`.
+        reading: ``"relative"``: each pair is (pixels skipped since the end of the previous run, length), the first
+            counted from pixel 0 (SIIM-ACR's ``mask_functions``); ``"absolute"``: (1-based start, length)
+            (Kaggle's convention).
+        num_pixels: rows x columns of the grid the mask was encoded on.
+
+    A reading fits when every length is positive, the runs are in order with at least one pixel between them
+    (encoders merge touching runs) and the last one ends inside the grid.
+    """
+    offsets, lengths = pairs[:, 0], pairs[:, 1]
+    if reading == "relative":
+        if offsets[0] < 0 or (offsets[1:] < 1).any():
+            return None
+        starts = np.cumsum(offsets) + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    elif reading == "absolute":
+        starts = offsets - 1
+        if starts[0] < 0 or (starts[1:] < starts[:-1] + lengths[:-1] + 1).any():
+            return None
+    else:
+        raise ValueError(f"unknown RLE reading {reading!r}, expected one of {RLE_READINGS}.")
+    if (lengths < 1).any() or starts[-1] + lengths[-1] > num_pixels:
+        return None
+    return np.stack([starts, lengths], axis=1)
+
+
+def runs_to_boxes(runs: np.ndarray, rows: int) -> list[list[float]]:
+    """One box ``[x1, y1, x2, y2]`` (pixels, x2/y2 exclusive) per 8-connected region of a run-length mask.
+
+    Args:
+        runs: 0-based ``(K, 2)`` (start, length) runs from :func:`rle_runs`, column-major.
+        rows: rows of the grid (pixel index = column * rows + row).
+
+    The regions are found by the bundle's own :func:`scripts.labelled_images.label_map_boxes` on the crop that
+    holds the mask (exact at full resolution for crops up to 512 pixels a side, which fracture masks are).
+    """
+    import torch
+    from scripts.labelled_images import label_map_boxes
+
+    pixels = np.concatenate([np.arange(start, start + length) for start, length in runs])
+    cols, rows_of = np.divmod(pixels, rows)
+    x0, y0 = int(cols.min()), int(rows_of.min())
+    crop = torch.zeros((int(cols.max()) - x0 + 1, int(rows_of.max()) - y0 + 1), dtype=torch.int64)
+    crop[torch.as_tensor(cols - x0), torch.as_tensor(rows_of - y0)] = 1
+    boxes, _ = label_map_boxes(crop, 1)
+    return [[float(v) for v in box] for box in boxes + np.array([x0, y0, x0, y0], dtype=np.float32)]
+
+
+def dicom_size(path: Path) -> tuple[int, int]:
+    """``(columns, rows)`` of a DICOM file from its header (pixel data not read)."""
+    import pydicom
+
+    if not path.is_file():
+        raise LabelFileError(f"{path}: image file not found (its size is needed to read its fracture masks).")
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        return int(header.Columns), int(header.Rows)
+    except Exception as error:  # pydicom raises several types for a non-DICOM or damaged file
+        raise LabelFileError(f"{path}: cannot read Rows/Columns from the DICOM header ({error}).") from error
+
+
+def choose_rle_reading(rows: Sequence[tuple[str, np.ndarray, int]], forced: str, csv_path: Path) -> str:
+    """The RLE reading of a whole file: ``forced`` if given, else the one every discriminating row fits.
+
+    Args:
+        rows: ``(where, pairs, num_pixels)`` per mask.
+        forced: ``"auto"``, ``"relative"`` or ``"absolute"``.
+        csv_path: the file, for messages.
+
+    Raises:
+        LabelFileError: a row fits neither reading (or not the forced one), rows disagree, or none discriminates.
+    """
+    only: dict[str, list[str]] = {reading: [] for reading in RLE_READINGS}
+    for where, pairs, num_pixels in rows:
+        fits = [reading for reading in RLE_READINGS if rle_runs(pairs, reading, num_pixels) is not None]
+        if not fits or (forced != "auto" and forced not in fits):
+            wanted = "neither RLE reading" if forced == "auto" else f"the {forced} RLE reading"
+            raise LabelFileError(
+                f"{where}: mask_rle fits {wanted} on an image of {num_pixels} pixels (runs out of order, touching "
+                "or past the end): check the image file and its size, or --mask-grid."
+            )
+        if len(fits) == 1:
+            only[fits[0]].append(where)
+    if forced != "auto":
+        return forced
+    if only["relative"] and only["absolute"]:
+        raise LabelFileError(
+            f"{csv_path}: some masks fit only the relative RLE reading ({only['relative'][0]}, "
+            f"{len(only['relative'])} in all), others only the absolute one ({only['absolute'][0]}, "
+            f"{len(only['absolute'])} in all): mixed encodings or wrong image sizes; pass --rle to force one."
+        )
+    for reading in RLE_READINGS:
+        if only[reading]:
+            return reading
+    raise LabelFileError(
+        f"{csv_path}: every mask fits both RLE readings, so the file does not tell which it uses: pass --rle "
+        "relative (SIIM-ACR) or --rle absolute (Kaggle)."
+    )
+
+
+def _parse_grid(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        cols, rows = (int(v) for v in text.lower().split("x"))
+    except ValueError as error:
+        raise LabelFileError(f"--mask-grid {text!r}: expected COLSxROWS, e.g. 1024x1024.") from error
+    return cols, rows
+
+
+def build_candid(args: argparse.Namespace) -> tuple[dict[str, Any], Counter, Counter]:
+    """CANDID-PTX label files -> datalist (R and N in training, boxed validation and test, split by patient)."""
+    fracture_csv, reports_csv = Path(args.fracture_csv), Path(args.reports_csv)
+    image_dir = Path(args.image_dir).resolve()
+    grid = _parse_grid(args.mask_grid)
+    excluded: Counter = Counter()
+    notes: Counter = Counter()
+    patient: dict[str, str] = {}
+    pneumothorax: dict[str, str] = {}  # uid -> "yes" / "no" / "blank"
+    for number, row in enumerate(read_csv(reports_csv, ["sopinstanceuid", "filename", "encodedpixels"]), start=2):
+        uid, name, encoded = row["sopinstanceuid"], row["filename"], row["encodedpixels"]
+        if not uid or not name:
+            raise LabelFileError(f"{reports_csv}: line {number}: empty SOPInstanceUID or filename.")
+        patient[uid] = name.split("_", 1)[0]
+        state = "blank" if not encoded else "no" if encoded == "-1" else "yes"
+        if pneumothorax.get(uid) != "yes":  # one row per region: any region makes the image positive
+            pneumothorax[uid] = state
+    masks: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
+    fracture_images: set[str] = set()
+    for number, row in enumerate(read_csv(fracture_csv, ["anon_sopuid", "mask_rle"]), start=2):
+        uid, where = row["anon_sopuid"], f"{fracture_csv}: line {number}"
+        if not uid:
+            raise LabelFileError(f"{where}: empty anon_SOPUID.")
+        fracture_images.add(uid)
+        pairs = parse_rle(row["mask_rle"], where)
+        if pairs is not None:
+            masks[uid].append((where, pairs))
+    path_of = {uid: image_dir / args.image_pattern.format(uid=uid) for uid in set(patient) | fracture_images}
+    sizes = {uid: dicom_size(path_of[uid]) for uid in sorted(masks) if uid in patient}
+    grids = {uid: grid or size for uid, size in sizes.items()}
+    checked = [(where, pairs, grids[uid][0] * grids[uid][1]) for uid in sizes for where, pairs in masks[uid]]
+    reading = choose_rle_reading(checked, args.rle, fracture_csv) if checked else args.rle
+    notes[f"candid-ptx: masks read as {reading} RLE"] = len(checked)
+    kept: dict[str, dict[str, Any]] = {}
+    for uid in sorted(fracture_images):
+        if uid not in patient:
+            excluded["candid-ptx: fracture image not in the reports file (patient unknown)"] += 1
+            continue
+        if not masks[uid]:
+            excluded["candid-ptx: fracture rows without a mask (-1)"] += 1
+            continue
+        (cols, rows), (grid_cols, grid_rows) = sizes[uid], grids[uid]
+        boxes = []
+        for _, pairs in masks[uid]:
+            found = runs_to_boxes(rle_runs(pairs, reading, grid_cols * grid_rows), grid_rows)
+            notes["candid-ptx: fracture masks of one region" if len(found) == 1 else
+                  "candid-ptx: fracture masks of several regions (one box each)"] += 1  # fmt: skip
+            scale = np.array([cols / grid_cols, rows / grid_rows] * 2)
+            boxes += [[round(float(v), 1) for v in np.asarray(box) * scale] for box in found]
+        kept[uid] = {"image": str(path_of[uid]), "labels": labels_dict(["rib"]), "boxes": sorted(boxes),
+                     "box_classes": ["rib"] * len(boxes)}  # fmt: skip
+    for uid, state in sorted(pneumothorax.items()):
+        if uid in fracture_images:
+            continue
+        if state == "no" or (state == "yes" and args.negatives == "no-fracture"):
+            kept[uid] = {"image": str(path_of[uid]), "labels": labels_dict([]), "boxes": [], "box_classes": []}
+        elif state == "yes":
+            excluded["candid-ptx: pneumothorax, no fracture row (--negatives no-pneumothorax)"] += 1
+        else:
+            excluded["candid-ptx: EncodedPixels blank (pneumothorax unknown)"] += 1
+    assignment = split_groups([patient[uid] for uid in kept], args.val_fraction, args.test_fraction, args.seed)
+    datalist: dict[str, Any] = {"classes": list(CLASSES), "training": [], "validation": [], "test": []}
+    for uid, entry in kept.items():
+        split = assignment[patient[uid]]
+        entry.update({"source": "candid-ptx", "patient": f"candid-ptx:{patient[uid]}"})
+        if split == "training":
+            entry["subset"] = "R" if entry["boxes"] else "N"
+        datalist[split].append(entry)
+    return datalist, excluded, notes
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# CheXpert and MIMIC-CXR-JPG (image-level Fracture label without a class)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def fracture_state(value: str, where: str) -> str:
+    """A CheXpert-style label cell as ``"positive"`` (1), ``"negative"`` (0), ``"uncertain"`` (-1) or ``"blank"``."""
+    if not value.strip():
+        return "blank"
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    states = {1.0: "positive", 0.0: "negative", -1.0: "uncertain"}
+    if number not in states:
+        raise LabelFileError(f"{where}: Fracture {value!r} is not 1, 0, -1 or blank.")
+    return states[number]
+
+
+def image_level_subset(state: str, args: argparse.Namespace) -> tuple[str | None, str]:
+    """Training subset (``"A"``, ``"N"`` or None to leave out) of a Fracture state under the command's flags."""
+    if state == "uncertain":
+        state = {"exclude": "uncertain", "negative": "negative", "positive": "positive"}[args.uncertain]
+    elif state == "blank":
+        state = {"exclude": "blank", "negative": "negative"}[args.blank]
+    if state == "negative":
+        return "N", state
+    if state == "positive":
+        return ("A" if args.agnostic == "include" else None), "class-agnostic positive (--agnostic exclude)"
+    return None, {"uncertain": "Fracture -1 (--uncertain exclude)", "blank": "Fracture blank (--blank exclude)"}[state]
+
+
+def image_level_datalist(
+    records: Sequence[tuple[str, str, str, str]], source: str, args: argparse.Namespace, excluded: Counter
+) -> dict[str, Any]:
+    """Datalist from ``(image path, patient, Fracture state, split)`` records of CheXpert or MIMIC-CXR.
+
+    Training gets ``N`` and (with ``--agnostic include``) ``A`` entries; validation/test get image-level negatives
+    only, since a class-agnostic positive has no per-class label to score.
+    """
+    datalist: dict[str, Any] = {"classes": list(CLASSES), "training": [], "validation": [], "test": []}
+    every_class = labels_dict(CLASSES)
+    for image, patient_id, state, split in records:
+        subset, reason = image_level_subset(state, args)
+        if subset is None:
+            excluded[f"{source}: {reason}"] += 1
+            continue
+        if subset == "A" and split != "training":
+            excluded[f"{source}: class-agnostic positive in {split} (cannot be scored per class)"] += 1
+            continue
+        entry = {"image": image, "labels": every_class if subset == "A" else labels_dict([]), "source": source,
+                 "patient": f"{source}:{patient_id}"}  # fmt: skip
+        entry.update({"subset": subset} if split == "training" else {"boxed": False})
+        datalist[split].append(entry)
+    return datalist
+
+
+def build_chexpert(args: argparse.Namespace) -> tuple[dict[str, Any], Counter, Counter]:
+    """CheXpert CSVs -> datalist (N and opt-in A in training; held-out patients give image-level negatives)."""
+    image_root = Path(args.image_root).resolve()
+    excluded: Counter = Counter()
+    rows = []
+    for csv_path in map(Path, args.csv):
+        for number, row in enumerate(read_csv(csv_path, ["path", "frontal/lateral", "fracture"]), start=2):
+            where = f"{csv_path}: line {number}"
+            if row["frontal/lateral"].lower() != "frontal":
+                excluded[f"chexpert: not frontal ({row['frontal/lateral'] or 'empty'})"] += 1
+                continue
+            found = CHEXPERT_PATIENT.search(row["path"])
+            if not found:
+                raise LabelFileError(f"{where}: no patient id (patientNNNNN) in Path {row['path']!r}.")
+            rows.append((str(image_root / row["path"]), found.group(1), fracture_state(row["fracture"], where)))
+    assignment = split_groups([patient for _, patient, _ in rows], args.val_fraction, args.test_fraction, args.seed)
+    records = [(image, patient, state, assignment[patient]) for image, patient, state in rows]
+    return image_level_datalist(records, "chexpert", args, excluded), excluded, Counter()
+
+
+def build_mimic(args: argparse.Namespace) -> tuple[dict[str, Any], Counter, Counter]:
+    """MIMIC-CXR-JPG CSVs -> datalist (N and opt-in A in training; official or training-only split)."""
+    csv_dir = Path(args.csv_dir)
+    image_dir = Path(args.image_dir).resolve() if args.image_dir else csv_dir.resolve()
+    excluded: Counter = Counter()
+    labels_csv = csv_dir / "mimic-cxr-2.0.0-chexpert.csv"
+    studies = {}
+    for number, row in enumerate(read_csv(labels_csv, ["subject_id", "study_id", "fracture"]), start=2):
+        studies[(row["subject_id"], row["study_id"])] = fracture_state(row["fracture"], f"{labels_csv}: line {number}")
+    split_csv = csv_dir / "mimic-cxr-2.0.0-split.csv"
+    official = {row["dicom_id"]: row["split"] for row in read_csv(split_csv, ["dicom_id", "subject_id", "split"])}
+    metadata_csv = csv_dir / "mimic-cxr-2.0.0-metadata.csv"
+    records, subject_splits = [], defaultdict(set)
+    for number, row in enumerate(read_csv(metadata_csv, ["dicom_id", "subject_id", "study_id", "viewposition"]), 2):
+        dicom_id, subject, study = row["dicom_id"], row["subject_id"], row["study_id"]
+        if row["viewposition"].upper() not in MIMIC_FRONTAL:
+            excluded[f"mimic-cxr: not frontal (ViewPosition {row['viewposition'] or 'empty'})"] += 1
+            continue
+        if (subject, study) not in studies:
+            excluded["mimic-cxr: study without a row in the chexpert labels"] += 1
+            continue
+        if args.split == "official" and official.get(dicom_id) not in MIMIC_SPLITS:
+            raise LabelFileError(
+                f"{metadata_csv}: line {number}: dicom_id {dicom_id} has no train/validate/test row in {split_csv}."
+            )
+        split = MIMIC_SPLITS[official[dicom_id]] if args.split == "official" else "training"
+        subject_splits[subject].add(split)
+        path = image_dir / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom_id}.jpg"
+        records.append((str(path), subject, studies[(subject, study)], split))
+    mixed = sorted(subject for subject, splits in subject_splits.items() if len(splits) > 1)
+    if mixed:
+        raise LabelFileError(
+            f"{split_csv}: patients in more than one split ({mixed[:5]}, {len(mixed)} in all): use --split training."
+        )
+    return image_level_datalist(records, "mimic-cxr", args, excluded), excluded, Counter()
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -388,8 +766,11 @@ def build_padchest(args: argparse.Namespace) -> tuple[dict[str, Any], Counter]:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def combine(args: argparse.Namespace) -> tuple[dict[str, Any], Counter]:
-    """Merge datalists: training is the union; validation/test keep boxed entries (``--eval boxed``) or all."""
+def combine(args: argparse.Namespace) -> tuple[dict[str, Any], Counter, Counter]:
+    """Merge datalists: training is the union; validation/test keep boxed entries (``--eval boxed``) or all.
+
+    Entries are copied as they are (every subset, ``A`` included), with image paths made absolute.
+    """
     datalist: dict[str, Any] = {"classes": list(CLASSES), "training": [], "validation": [], "test": []}
     excluded: Counter = Counter()
     patients: dict[str, set] = defaultdict(set)
@@ -410,7 +791,7 @@ def combine(args: argparse.Namespace) -> tuple[dict[str, Any], Counter]:
         shared = patients[a] & patients[b]
         if shared:
             raise SystemExit(f"patients in both {a} and {b}: {sorted(shared)[:5]} ({len(shared)} in all).")
-    return datalist, excluded
+    return datalist, excluded, Counter()
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -436,10 +817,68 @@ def parser() -> argparse.ArgumentParser:
     padchest.add_argument("--eval-labels", choices=("physician", "all"), default="physician")
     padchest.add_argument("--val-fraction", type=float, default=0.1, help="share of patients for validation")
     padchest.add_argument("--test-fraction", type=float, default=0.1, help="share of patients for test")
+    candid = commands.add_parser(
+        "candid-ptx", help="CANDID-PTX rib-fracture masks -> R (one box per region), N, boxed validation/test",
+        formatter_class=argparse.RawTextHelpFormatter,
+        description="CANDID-PTX: rib-fracture RLE masks become rib boxes; negatives are images without a fracture\n"
+        "row and without a pneumothorax. Pneumothorax images without a fracture row are NOT negatives by default:\n"
+        "a traumatic pneumothorax usually comes with rib fractures, so a missing fracture mask there is weak\n"
+        "evidence, and as N it would teach the network that a fracture is background.",
+    )  # fmt: skip
+    candid.add_argument("--fracture-csv", required=True, help="acute_rib_fracture.csv (anon_SOPUID, mask_rle)")
+    candid.add_argument("--reports-csv", required=True, help="Pneumothorax_reports.csv (SOPInstanceUID, filename, "
+                        "EncodedPixels): every image, its patient and its pneumothorax mask")  # fmt: skip
+    candid.add_argument("--image-dir", required=True, help="folder of the DICOM files")
+    candid.add_argument("--image-pattern", default="{uid}", help="image path under --image-dir ({uid} = SOP UID)")
+    candid.add_argument("--rle", choices=("auto", *RLE_READINGS), default="auto",
+                        help="RLE reading: relative (SIIM-ACR gap, run) or absolute (Kaggle 1-based start, run);\n"
+                        "auto: the one the file's masks fit (refused if they disagree or cannot tell)")  # fmt: skip
+    candid.add_argument("--mask-grid", default=None, help="COLSxROWS grid the masks were encoded on, if not the "
+                        "DICOM's own (boxes are scaled to the DICOM)")  # fmt: skip
+    candid.add_argument("--negatives", choices=("no-pneumothorax", "no-fracture"), default="no-pneumothorax",
+                        help="no-pneumothorax (default): N = no fracture row and no pneumothorax;\n"
+                        "no-fracture: pneumothorax images without a fracture row are N too")  # fmt: skip
+    candid.add_argument("--val-fraction", type=float, default=0.1, help="share of patients for validation")
+    candid.add_argument("--test-fraction", type=float, default=0.1, help="share of patients for test")
+    chexpert = commands.add_parser("chexpert", help="CheXpert Fracture labels -> N (and opt-in A), frontal only")
+    chexpert.add_argument("--csv", nargs="+", required=True, help="train.csv (and valid.csv)")
+    chexpert.add_argument("--image-root", required=True, help="folder that the CSV's Path column starts from "
+                          "(the one holding CheXpert-v1.0/)")  # fmt: skip
+    chexpert.add_argument("--val-fraction", type=float, default=0.0, help="share of patients held out for "
+                          "validation (image-level negatives only; default 0: all patients train)")  # fmt: skip
+    chexpert.add_argument("--test-fraction", type=float, default=0.0, help="as --val-fraction, for test")
+    mimic = commands.add_parser("mimic-cxr", help="MIMIC-CXR-JPG Fracture labels -> N (and opt-in A), frontal only")
+    mimic.add_argument("--csv-dir", required=True, help="folder of mimic-cxr-2.0.0-{chexpert,metadata,split}.csv")
+    mimic.add_argument("--image-dir", default=None, help="folder holding files/ (default: --csv-dir)")
+    mimic.add_argument(
+        "--split",
+        choices=("official", "training"),
+        default="official",
+        help="official: the split CSV's train/validate/test; training: every image in training",
+    )
+    for command in (chexpert, mimic):
+        command.add_argument(
+            "--agnostic",
+            choices=("exclude", "include"),
+            default="exclude",
+            help="Fracture = 1 (no rib/clavicle class): left out (default) or training subset A",
+        )
+        command.add_argument(
+            "--uncertain",
+            choices=("exclude", "negative", "positive"),
+            default="exclude",
+            help="Fracture = -1 (uncertain): left out (default), N, or as Fracture = 1",
+        )
+        command.add_argument(
+            "--blank",
+            choices=("exclude", "negative"),
+            default="exclude",
+            help="Fracture blank (not mentioned in the report): left out (default) or N",
+        )
     merged = commands.add_parser("combine", help="merge datalists (training union, boxed evaluation splits)")
     merged.add_argument("--inputs", nargs="+", required=True)
     merged.add_argument("--eval", choices=("boxed", "all"), default="boxed")
-    for command in (vindr, padchest, merged):
+    for command in (vindr, padchest, candid, chexpert, mimic, merged):
         command.add_argument("--out", required=True, help="datalist JSON to write")
         command.add_argument("--seed", type=int, default=0)
     return main
@@ -447,12 +886,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser().parse_args(argv)
-    build = {"vindr": build_vindr, "padchest": build_padchest, "combine": combine}[args.source]
+    build = {"vindr": build_vindr, "padchest": build_padchest, "candid-ptx": build_candid, "chexpert": build_chexpert,
+             "mimic-cxr": build_mimic, "combine": combine}[args.source]  # fmt: skip
     try:
-        datalist, excluded = build(args)
+        datalist, excluded, notes = build(args)
     except LabelFileError as error:
         raise SystemExit(str(error)) from error
-    return write_datalist(datalist, Path(args.out), excluded)
+    return write_datalist(datalist, Path(args.out), excluded, notes)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,12 @@ Format (paths relative to the datalist's folder; boxes in pixels of the stored i
     }
 
 Subsets (Wang et al., IPMI 2021): ``R`` positives with expert boxes, ``P`` positives with an image-level label
-only, ``N`` negatives. Validation and test entries carry boxes (an empty list for a negative image), unless the entry
+only, ``N`` negatives. A fourth, opt-in subset ``A`` holds *class-agnostic* positives (CheXpert's or MIMIC-CXR's
+``Fracture`` = 1): the image holds a fracture of at least one of the classes its ``labels`` mark 1 (the candidate
+classes), but which one is unknown; it has no boxes. Stage 1 never reads ``A``; stage 2 reads it only when
+``train#datalist#subsets`` names it, and then forms its target by the rule in :mod:`scripts.aals`.
+
+Validation and test entries carry boxes (an empty list for a negative image), unless the entry
 says ``"boxed": false``: then it has image-level labels only (e.g. PadChest), and evaluation scores it for AUROC but
 leaves it out of FROC.
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,9 +43,11 @@ import numpy as np
 __all__ = ["DEFAULT_CLASSES", "SUBSETS", "DatalistError", "load_datalist", "read_datalist"]
 
 DEFAULT_CLASSES = ("rib", "clavicle")
-#: Training subsets; evaluation splits use ``"eval"``.
-SUBSETS = ("R", "P", "N")
+#: Training subsets (``A``: class-agnostic positives, opt-in); evaluation splits use ``"eval"``.
+SUBSETS = ("R", "P", "N", "A")
 _SPLITS = ("training", "validation", "test")
+
+logger = logging.getLogger(__name__)
 
 
 class DatalistError(ValueError):
@@ -124,6 +132,8 @@ def _parse_entry(
     if check_files and not image.is_file():
         problems.append("image file not found")
     subset = entry.get("subset", "eval") if split == "training" else "eval"
+    if split != "training" and entry.get("subset") == "A":
+        problems.append("subset A (class-agnostic positive) cannot be scored per class: training only")
     if split == "training" and subset not in SUBSETS:
         problems.append(f"subset must be one of {list(SUBSETS)}, got {subset!r}")
     image_label = _parse_labels(entry.get("labels", {}), classes, problems)
@@ -141,6 +151,10 @@ def _parse_entry(
         problems.append("subset N (negative) but labels mark a fracture")
     if subset == "P" and not image_label.any():
         problems.append("subset P (image-level positive) but no class is labelled 1")
+    if subset == "A" and not image_label.any():
+        problems.append("subset A (class-agnostic positive) but no class is marked 1 as a candidate")
+    if subset == "A" and len(boxes):
+        problems.append("subset A (class-agnostic positive) cannot have boxes: a box names its class (use R)")
     boxed_classes = {int(c) for c in box_classes if c >= 0}
     unlabelled = sorted(classes[c] for c in boxed_classes if image_label[c] == 0)
     if unlabelled:
@@ -207,14 +221,16 @@ def load_datalist(
         path: datalist JSON file; relative image paths are resolved against its folder.
         split: ``"training"``, ``"validation"`` or ``"test"``.
         subsets: keep only these training subsets (e.g. ``("R", "N")`` for stage 1); ignored for other splits.
+            The training entries of other subsets are counted in one log line (INFO).
         classes: expected class names; default: the datalist's ``"classes"`` or ``("rib", "clavicle")``.
         check_files: also check that every image file exists.
         p_boxes: keep the boxes of P images (then required, as for R). Only the ablation's oracle arm does this:
             the same images, sampled as P, but trained on their boxes, the upper bound of what P can add.
 
     Returns:
-        One dictionary per image with ``image`` (absolute path, str), ``subset`` (``"R"``/``"P"``/``"N"``,
-        or ``"eval"`` outside training), ``image_label`` (float32 ``(C,)``, 1 = fracture of that class),
+        One dictionary per image with ``image`` (absolute path, str), ``subset`` (``"R"``/``"P"``/``"N"``/``"A"``,
+        or ``"eval"`` outside training), ``image_label`` (float32 ``(C,)``, 1 = fracture of that class; for ``A``,
+        1 = candidate class),
         ``boxes`` (float32 ``(M, 4)``, x1, y1, x2, y2 pixels) and ``box_classes`` (int64 ``(M,)``); outside
         training also ``boxed`` (bool, False for an image-level-only entry).
 
@@ -236,6 +252,7 @@ def load_datalist(
     items: list[dict[str, Any]] = []
     base_dir = path.resolve().parent
     errors = _split_overlaps(content, base_dir)
+    unused: dict[str, int] = {}
     for index, entry in enumerate(entries):
         problems: list[str] = []
         item = _parse_entry(entry, split, base_dir, classes, check_files, problems, p_boxes)
@@ -244,6 +261,15 @@ def load_datalist(
             errors.extend(f"{split}[{index}] {name}: {problem}" for problem in problems)
         elif item is not None and (subsets is None or split != "training" or item["subset"] in subsets):
             items.append(item)
+        elif item is not None:
+            unused[item["subset"]] = unused.get(item["subset"], 0) + 1
+    if unused and not errors:
+        logger.info(
+            "%s: %s training entries not used by this stage (it reads subsets %s)",
+            path,
+            ", ".join(f"{count} {name}" for name, count in sorted(unused.items())),
+            list(subsets or []),
+        )
     if errors:
         shown = "\n  ".join(errors[:50])
         more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
