@@ -11,6 +11,12 @@ Detection in Chest X-rays", IPMI 2021. For an image-level positive (subset P) th
 ``max`` makes the sharpening asymmetric: it only ever raises probabilities, since a known positive image must
 contain a fracture somewhere.
 
+Class-agnostic positives (opt-in training subset ``A``, e.g. CheXpert's ``Fracture`` = 1) say that the image holds a
+fracture of one of its candidate classes but not which. Their target follows :data:`AGNOSTIC_RULES`: by default
+(``"top_class"``) only the candidate class whose teacher map has the highest maximum is sharpened like a P class; the
+other candidates keep the teacher's map as it is (plain distillation: neither raised nor suppressed, since they may
+be positive too); a class that is not a candidate gets zeros.
+
 Nothing in MONAI or ignite does this; the teacher itself is ignite's ``EMAHandler``.
 """
 
@@ -29,13 +35,25 @@ from torch import nn
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["TARGET_VARIANTS", "AALSTargetHandler", "load_weights", "make_target_fn", "sharpen"]
+__all__ = [
+    "AGNOSTIC_RULES",
+    "TARGET_VARIANTS",
+    "AALSTargetHandler",
+    "agnostic_masks",
+    "load_weights",
+    "make_target_fn",
+    "sharpen",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Stage-2 target variants for the ablation: AALS, the baselines it is compared with, and ``"boxes"`` (the oracle
 #: arm: P images keep targets made from their boxes, so nothing is rewritten).
 TARGET_VARIANTS = ("aals", "plain", "pseudo_label", "symmetric", "asymmetric_fixed", "boxes")
+
+#: Target rules for class-agnostic positives (subset ``A``): ``"top_class"`` sharpens the candidate class with the
+#: highest teacher maximum and keeps the teacher's map for the other candidates.
+AGNOSTIC_RULES = ("top_class",)
 
 
 def _logit(prob: torch.Tensor) -> torch.Tensor:
@@ -121,25 +139,52 @@ def load_weights(network: nn.Module, path: str, key: str = "model") -> nn.Module
     return network
 
 
+def agnostic_masks(
+    prob: torch.Tensor, candidates: torch.Tensor, rule: str = "top_class"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which classes of class-agnostic positives get a sharpened target and which keep the teacher's map.
+
+    Args:
+        prob: teacher probabilities ``(B, C, H, W)``.
+        candidates: ``(B, C)``, 1 for a class the image's fracture may belong to.
+        rule: one of :data:`AGNOSTIC_RULES`.
+
+    Returns:
+        ``(sharpen, keep)``, each ``(B, C, 1, 1)`` in ``{0, 1}`` with the dtype of ``prob``: ``"top_class"`` marks
+        the candidate with the highest map maximum in ``sharpen`` and the other candidates in ``keep``.
+    """
+    if rule not in AGNOSTIC_RULES:
+        raise ValueError(f"unknown class-agnostic rule {rule!r}, expected one of {AGNOSTIC_RULES}.")
+    candidates = (candidates > 0).to(prob.dtype)
+    maxima = prob.amax(dim=(-2, -1)).masked_fill(candidates == 0, -1.0)
+    top = torch.nn.functional.one_hot(maxima.argmax(dim=1), prob.shape[1]).to(prob.dtype) * candidates
+    return top[..., None, None], (candidates - top)[..., None, None]
+
+
 class AALSTargetHandler:
-    """Replace the targets of image-level positives (subset P) with sharpened teacher maps, every iteration.
+    """Replace the targets of image-level positives (subsets P and A) with sharpened teacher maps, every iteration.
 
     Runs at ``ITERATION_STARTED``, before ``prepare_batch``: the trainer's loss then sees the new targets. For
     each P image the teacher (eval mode, no gradient) predicts on the same augmented image as the student; a class
-    labelled positive gets the sharpened map, a class labelled negative gets zeros. R and N images keep their
-    box or all-zero maps.
+    labelled positive gets the sharpened map, a class labelled negative gets zeros. Class-agnostic positives
+    (subset ``A``, opt-in) follow ``agnostic_rule`` (:func:`agnostic_masks`). R and N images keep their box or
+    all-zero maps.
 
     Args:
         teacher: the teacher network, e.g. ``EMAHandler(...).ema_model``.
         target_fn: teacher probabilities -> targets, from :func:`make_target_fn`; None (the default, and what a
             config gets for ``make_target_fn("boxes")``: MONAI passes no argument whose value is None) leaves every
-            target as it is (the oracle arm).
+            target as it is (the oracle arm); a batch with class-agnostic positives is then refused, since they
+            have no boxes.
         device: device the teacher runs on.
         image_key, label_key, image_label_key, subset_key: batch keys (image ``(B, 1, S, S)``, target map
-            ``(B, C, S/4, S/4)``, image-level labels ``(B, C)``, subsets ``list[str]``).
+            ``(B, C, S/4, S/4)``, image-level labels ``(B, C)`` (candidate classes for ``A``), subsets
+            ``list[str]``).
         stats_file: optional JSON-lines file; every epoch appends one record of the statistics below.
+        agnostic_rule: target rule for subset ``A``, one of :data:`AGNOSTIC_RULES`.
 
-    Every epoch it logs the quartiles of the teacher's map maxima for the positive classes of P images: when most
+    Every epoch it logs the quartiles of the teacher's map maxima for the positive classes of P images (and the
+    sharpened class of A images): when most
     stay below ``t``, AALS cannot change anything (values below ``t`` are kept by the ``max``). ``stats_file``
     also gets the quartiles of the target maxima (after sharpening) and the share of maps whose maximum the target
     raised by more than 0.01: how much the variant changed what the student is taught.
@@ -155,7 +200,11 @@ class AALSTargetHandler:
         image_label_key: str = "image_label",
         subset_key: str = "subset",
         stats_file: str | None = None,
+        agnostic_rule: str = "top_class",
     ) -> None:
+        if agnostic_rule not in AGNOSTIC_RULES:
+            raise ValueError(f"unknown class-agnostic rule {agnostic_rule!r}, expected one of {AGNOSTIC_RULES}.")
+        self.agnostic_rule = agnostic_rule
         self.teacher = teacher
         self.target_fn = target_fn
         self.device = torch.device(device)
@@ -172,23 +221,37 @@ class AALSTargetHandler:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._log_teacher_maxima)
 
     def __call__(self, engine: Engine) -> None:
-        if self.target_fn is None:
-            return
         batch = engine.state.batch
-        is_p = torch.tensor([subset == "P" for subset in _as_list(batch[self.subset_key])], dtype=torch.bool)
-        if not is_p.any():
+        subsets = _as_list(batch[self.subset_key])
+        is_p = torch.tensor([subset == "P" for subset in subsets], dtype=torch.bool)
+        is_a = torch.tensor([subset == "A" for subset in subsets], dtype=torch.bool)
+        if self.target_fn is None:
+            if is_a.any():
+                raise ValueError(
+                    "class-agnostic positives (subset A) need teacher targets; target variant 'boxes' gives none: "
+                    "train the oracle arm without subset A."
+                )
             return
-        images = batch[self.image_key][is_p].to(self.device)
+        rewrite = is_p | is_a
+        if not rewrite.any():
+            return
+        images = batch[self.image_key][rewrite].to(self.device)
         self.teacher.eval()
         with torch.no_grad():
             prob = torch.sigmoid(self.teacher(images).float())
-        positive = batch[self.image_label_key][is_p].to(prob.device, prob.dtype)[..., None, None]
-        targets = self.target_fn(prob) * positive
-        is_positive = positive[..., 0, 0] > 0
+        labels_01 = batch[self.image_label_key][rewrite].to(prob.device, prob.dtype)
+        sharpened, kept = labels_01[..., None, None], torch.zeros_like(labels_01)[..., None, None]
+        agnostic = is_a[rewrite].to(prob.device)
+        if agnostic.any():  # P rows: sharpen the labelled classes; A rows: by the rule
+            top, rest = agnostic_masks(prob[agnostic], labels_01[agnostic], self.agnostic_rule)
+            sharpened, kept = sharpened.clone(), kept.clone()
+            sharpened[agnostic], kept[agnostic] = top, rest
+        targets = self.target_fn(prob) * sharpened + prob * kept
+        is_positive = sharpened[..., 0, 0] > 0
         self.teacher_maxima.extend(prob.amax(dim=(-2, -1))[is_positive].tolist())
         self.target_maxima.extend(targets.float().amax(dim=(-2, -1))[is_positive].tolist())
         labels = batch[self.label_key].clone()
-        labels[is_p] = targets.to(labels.device, labels.dtype)
+        labels[rewrite] = targets.to(labels.device, labels.dtype)
         batch[self.label_key] = labels
 
     def _log_teacher_maxima(self, engine: Engine) -> None:
