@@ -2,8 +2,8 @@
 
 CheXpert and MIMIC-CXR label ``Fracture`` without saying rib or clavicle. The bundle leaves such positives out by
 default and can use them as training subset ``A`` (``scripts/build_datalist.py --agnostic include``), whose stage-2
-target follows the ``top_class`` rule of ``scripts/aals.py``. This script measures that choice in the method
-benchmark's setting (``bundle/docs/ablation_protocol.md``: the same pool, R/P/N derivation, network, stage 1,
+target follows the ``top_class`` rule of ``bundle/scripts/distill/aals.py``. This script measures that choice in the
+method benchmark's setting (``bundle/docs/ablation_protocol.md``: the same pool, R/P/N derivation, network, stage 1,
 calibration and stage 2, with the a0 and EMA decay the benchmark chose on validation), on one training seed, with
 three stage-2 arms from one calibrated stage 1:
 
@@ -109,8 +109,8 @@ def rule_choice(data: Path, checkpoint: Path, out: Path) -> dict[str, Any]:
 import json, sys, numpy as np, torch
 from monai.bundle import ConfigParser
 sys.path.insert(0, "bundle")
-from scripts.aals import load_weights
-from scripts.datalist import load_datalist
+from scripts.distill.aals import load_weights
+from scripts.data.datalist import load_datalist
 data, ckpt, out = sys.argv[1], sys.argv[2], sys.argv[3]
 parser = ConfigParser()
 parser.read_config(["bundle/configs/train.json", "bundle/configs/demo.json"])

@@ -78,7 +78,7 @@ images by ``mimic-cxr-2.0.0-metadata.csv`` (``dicom_id, subject_id, study_id, ..
 * ``Fracture`` = 1 says neither rib nor clavicle (nor excludes other bones: a spine or humerus fracture counts
   too). Such class-agnostic positives are left out by default (``--agnostic exclude``); ``--agnostic include``
   writes them as training subset ``A`` (candidate classes rib and clavicle), which stage 2 reads only when asked
-  (see ``scripts/aals.py`` for its target rule and the bundle's docs for its measured effect).
+  (see ``bundle/scripts/distill/aals.py`` for its target rule and the bundle's docs for its measured effect).
 * Evaluation splits hold image-level negatives only (``"boxed": false``): a class-agnostic positive cannot be
   scored per class and is left out there. CheXpert has no public patient-level split of ``train.csv``: every
   patient goes to training unless ``--val-fraction``/``--test-fraction`` are given (drawn by patient). MIMIC-CXR
@@ -499,11 +499,12 @@ def runs_to_boxes(runs: np.ndarray, rows: int) -> list[list[float]]:
         runs: 0-based ``(K, 2)`` (start, length) runs from :func:`rle_runs`, column-major.
         rows: rows of the grid (pixel index = column * rows + row).
 
-    The regions are found by the bundle's own :func:`scripts.labelled_images.label_map_boxes` on the crop that
+    The regions are found by the bundle's own :func:`scripts.data.labelled_images.label_map_boxes` on the crop that
     holds the mask (exact at full resolution for crops up to 512 pixels a side, which fracture masks are).
     """
     import torch
-    from scripts.labelled_images import label_map_boxes
+
+    from scripts.data.labelled_images import label_map_boxes
 
     pixels = np.concatenate([np.arange(start, start + length) for start, length in runs])
     cols, rows_of = np.divmod(pixels, rows)

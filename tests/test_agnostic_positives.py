@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from ignite.engine import Engine
-from scripts.aals import AALSTargetHandler, agnostic_masks, make_target_fn, sharpen
 from torch import nn
+
+from scripts.distill.aals import AALSTargetHandler, agnostic_masks, make_target_fn, sharpen
 
 
 class FixedTeacher(nn.Module):

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from build_datalist import choose_rle_reading, main, parse_rle, rle_runs, runs_to_boxes
 from helpers import write_dicom
-from scripts.datalist import load_datalist
 from test_build_datalist import _write_vindr
+
+from scripts.data.datalist import load_datalist
 
 # ----------------------------------------------------------------------------------------------------------------
 # masks and run-length codes, written independently of the builder
@@ -378,7 +379,7 @@ def test_combine_keeps_class_agnostic_entries_in_training_only(tmp_path, caplog)
     assert all(e.get("boxed", True) for split in ("validation", "test") for e in combined[split])
     assert report["training"]["subsets"]["A"]["images"] == sum(e["subset"] == "A" for e in combined["training"])
     # stage 1 and the default stage 2 read R, N (and P): the A entries are counted in the log, not used
-    with caplog.at_level(logging.INFO, logger="scripts.datalist"):
+    with caplog.at_level(logging.INFO, logger="scripts.data.datalist"):
         items = load_datalist(out, "training", subsets=["R", "N", "P"], check_files=False)
     assert "A" not in {item["subset"] for item in items}
     assert f"{report['training']['subsets']['A']['images']} A training entries not used" in caplog.text

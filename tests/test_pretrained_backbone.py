@@ -13,8 +13,9 @@ import pytest
 import torch
 from conftest import BUNDLE_ROOT
 from monai.bundle import ConfigParser
-from scripts.network import FractureHeatmapNet
-from scripts.pretrained import KEY_MAP, load_pretrained_backbone, parameter_groups
+
+from scripts.model.network import FractureHeatmapNet
+from scripts.model.pretrained import KEY_MAP, load_pretrained_backbone, parameter_groups
 
 RESNET18 = ("basic", (2, 2, 2, 2))
 RESNET50 = ("bottleneck", (3, 4, 6, 3))
@@ -99,7 +100,7 @@ def test_torchvision_resnet50_loads_into_the_default_network_through_the_config(
     path = tmp_path / "resnet50-imagenet.pth"
     torch.save(state, path)
     parser = _train_config(pretrained_backbone=str(path))
-    with caplog.at_level(logging.INFO, logger="scripts.pretrained"):
+    with caplog.at_level(logging.INFO, logger="scripts.model.pretrained"):
         parser.get_parsed_content("stage_setup")  # what the "training" run does first
     network = parser.get_parsed_content("network")
     _assert_backbone_equals(network, state)

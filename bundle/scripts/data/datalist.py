@@ -18,7 +18,7 @@ Subsets (Wang et al., IPMI 2021): ``R`` positives with expert boxes, ``P`` posit
 only, ``N`` negatives. A fourth, opt-in subset ``A`` holds *class-agnostic* positives (CheXpert's or MIMIC-CXR's
 ``Fracture`` = 1): the image holds a fracture of at least one of the classes its ``labels`` mark 1 (the candidate
 classes), but which one is unknown; it has no boxes. Stage 1 never reads ``A``; stage 2 reads it only when
-``train#datalist#subsets`` names it, and then forms its target by the rule in :mod:`scripts.aals`.
+``train#datalist#subsets`` names it, and then forms its target by the rule in :mod:`scripts.distill.aals`.
 
 Validation and test entries carry boxes (an empty list for a negative image), unless the entry
 says ``"boxed": false``: then it has image-level labels only (e.g. PadChest), and evaluation scores it for AUROC but

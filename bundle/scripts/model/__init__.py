@@ -1,4 +1,5 @@
-"""The network (``network``), its training loss (``losses``) and its heatmaps read as detections (``detection``).
+"""The network (``network``), its pretrained backbone weights (``pretrained``), its training loss (``losses``) and
+its heatmaps read as detections (``detection``).
 
 Imports :mod:`scripts.data` only.
 """

@@ -144,7 +144,7 @@ def load_pretrained_backbone(network: nn.Module, path: str | Path, prefix: str =
     """Copy a torchvision-layout ResNet state dict into ``network``'s backbone (``stem``, ``stages``); returns it.
 
     Args:
-        network: a :class:`scripts.network.FractureHeatmapNet`, bare or wrapped in ``DistributedDataParallel``.
+        network: a :class:`scripts.model.network.FractureHeatmapNet`, bare or wrapped in ``DistributedDataParallel``.
         path: the state dict file.
         prefix: key prefix to strip (see :func:`read_resnet_state_dict`).
 
