@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from bundle_runs import run_bundle
 from ignite.engine import Engine
 from torch import nn
 
@@ -60,3 +63,28 @@ def test_handler_sharpens_the_top_class_of_agnostic_images_and_keeps_the_teacher
     engine.state.batch = {**batch, "label": original.clone()}
     with pytest.raises(ValueError, match="subset A"):
         AALSTargetHandler(teacher, None)(engine)
+
+
+@pytest.mark.slow
+def test_stage2_trains_on_class_agnostic_positives_when_asked(stage1, phantoms, tmp_path):
+    """The phantom set's P images as subset A, read by stage 2 when its datalist subsets name A (the default
+    subsets leave A out: ``test_combine_keeps_class_agnostic_entries_in_training_only``)."""
+    datalist = json.loads((phantoms / "datalist.json").read_text())
+    for entry in datalist["training"]:
+        entry["image"] = str(phantoms / entry["image"])
+        if entry["subset"] == "P":
+            entry.update({"subset": "A", "labels": {"rib": 1, "clavicle": 1}})
+    for split in ("validation", "test"):
+        for entry in datalist[split]:
+            entry["image"] = str(phantoms / entry["image"])
+    (tmp_path / "datalist.json").write_text(json.dumps(datalist))
+    common = [
+        "--dataset_dir", str(tmp_path), "--stage1_checkpoint", str(stage1 / "model.pt"), "--ckpt_dir", str(tmp_path),
+        "--output_dir", str(tmp_path / "runs"), "--train#samples_per_epoch", "8", "--train#trainer#max_epochs", "1",
+    ]  # fmt: skip
+    output = run_bundle(
+        "training", ["train.json", "distill.json"], *common, "--train#datalist#subsets", "['R','N','A']",
+        "--train#subset_mix", "{'R': 0.25, 'N': 0.25, 'A': 0.5}",
+    )  # fmt: skip
+    assert "teacher map maxima" in output and "not used by this stage" not in output
+    assert (tmp_path / "model.pt").is_file()
