@@ -70,7 +70,8 @@ annotation_ref, mask_rle``; ``Pneumothorax_reports.csv``: one row per image (or 
 Fracture, Support Devices`` with 1.0, 0.0, -1.0 (uncertain) or blank (not mentioned). **MIMIC-CXR-JPG**
 (PhysioNet): ``mimic-cxr-2.0.0-chexpert.csv`` (``subject_id, study_id, ..., Fracture, ...`` per study) joined to
 images by ``mimic-cxr-2.0.0-metadata.csv`` (``dicom_id, subject_id, study_id, ..., ViewPosition, ...``) and split by
-``mimic-cxr-2.0.0-split.csv`` (``dicom_id, study_id, subject_id, split``); images
+``mimic-cxr-2.0.0-split.csv`` (``dicom_id, study_id, subject_id, split``), each also read as the ``.csv.gz`` that
+PhysioNet ships; images
 ``<csv-dir>/files/p<first two digits>/p<subject_id>/s<study_id>/<dicom_id>.jpg``.
 
 * Frontal views only (CheXpert ``Frontal/Lateral`` = Frontal; MIMIC ``ViewPosition`` PA or AP).
@@ -98,6 +99,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import gzip
 import json
 import re
 from collections import Counter, defaultdict
@@ -135,10 +137,12 @@ class LabelFileError(ValueError):
 
 
 def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
-    """Rows of a CSV file as dicts keyed by the lower-cased header; checks the ``required`` columns (lower case)."""
+    """Rows of a CSV file (``.csv`` or gzip-compressed ``.csv.gz``) as dicts keyed by the lower-cased header; checks
+    the ``required`` columns (lower case)."""
     if not path.is_file():
         raise LabelFileError(f"{path}: label file not found.")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
@@ -725,18 +729,24 @@ def build_chexpert(args: argparse.Namespace) -> tuple[dict[str, Any], Counter, C
     return image_level_datalist(records, "chexpert", args, excluded), excluded, Counter()
 
 
+def _csv_or_gz(path: Path) -> Path:
+    """``path``, or ``path.gz`` where only the compressed file exists (PhysioNet ships MIMIC-CXR-JPG's as .csv.gz)."""
+    compressed = path.with_name(path.name + ".gz")
+    return compressed if not path.is_file() and compressed.is_file() else path
+
+
 def build_mimic(args: argparse.Namespace) -> tuple[dict[str, Any], Counter, Counter]:
     """MIMIC-CXR-JPG CSVs -> datalist (N and opt-in A in training; official or training-only split)."""
     csv_dir = Path(args.csv_dir)
     image_dir = Path(args.image_dir).resolve() if args.image_dir else csv_dir.resolve()
     excluded: Counter = Counter()
-    labels_csv = csv_dir / "mimic-cxr-2.0.0-chexpert.csv"
+    labels_csv = _csv_or_gz(csv_dir / "mimic-cxr-2.0.0-chexpert.csv")
     studies = {}
     for number, row in enumerate(read_csv(labels_csv, ["subject_id", "study_id", "fracture"]), start=2):
         studies[(row["subject_id"], row["study_id"])] = fracture_state(row["fracture"], f"{labels_csv}: line {number}")
-    split_csv = csv_dir / "mimic-cxr-2.0.0-split.csv"
+    split_csv = _csv_or_gz(csv_dir / "mimic-cxr-2.0.0-split.csv")
     official = {row["dicom_id"]: row["split"] for row in read_csv(split_csv, ["dicom_id", "subject_id", "split"])}
-    metadata_csv = csv_dir / "mimic-cxr-2.0.0-metadata.csv"
+    metadata_csv = _csv_or_gz(csv_dir / "mimic-cxr-2.0.0-metadata.csv")
     records, subject_splits = [], defaultdict(set)
     for number, row in enumerate(read_csv(metadata_csv, ["dicom_id", "subject_id", "study_id", "viewposition"]), 2):
         dicom_id, subject, study = row["dicom_id"], row["subject_id"], row["study_id"]

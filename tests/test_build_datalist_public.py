@@ -11,6 +11,7 @@ back are compared with the regions drawn.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import logging
 
@@ -322,7 +323,7 @@ def _write_mimic(root, rows=MIMIC_ROWS):
         for dicom_id, subject, study, view, _, _ in rows:
             writer.writerow([dicom_id, subject, study, "CHEST (PA AND LAT)", view, 3056, 2544, 21800506, 213014.531,
                              "CHEST (PA AND LAT)", "postero-anterior", "Erect"])  # fmt: skip
-    with (root / "mimic-cxr-2.0.0-split.csv").open("w", newline="") as handle:
+    with gzip.open(root / "mimic-cxr-2.0.0-split.csv.gz", "wt", newline="") as handle:  # as PhysioNet ships them
         writer = csv.writer(handle)
         writer.writerow(["dicom_id", "study_id", "subject_id", "split"])
         for dicom_id, subject, study, _, split, _ in rows:
