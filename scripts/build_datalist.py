@@ -547,10 +547,10 @@ def choose_rle_reading(rows: Sequence[tuple[str, np.ndarray, int]], forced: str,
     for where, pairs, num_pixels in rows:
         fits = [reading for reading in RLE_READINGS if rle_runs(pairs, reading, num_pixels) is not None]
         if not fits or (forced != "auto" and forced not in fits):
-            wanted = "neither RLE reading" if forced == "auto" else f"the {forced} RLE reading"
+            wanted = "fits neither RLE reading" if forced == "auto" else f"does not fit the {forced} RLE reading"
             raise LabelFileError(
-                f"{where}: mask_rle fits {wanted} on an image of {num_pixels} pixels (runs out of order, touching "
-                "or past the end): check the image file and its size, or --mask-grid."
+                f"{where}: mask_rle {wanted} on an image of {num_pixels} pixels (runs out of order, touching or past "
+                "the end): check the image file and its size, or --mask-grid."
             )
         if len(fits) == 1:
             only[fits[0]].append(where)

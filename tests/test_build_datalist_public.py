@@ -84,6 +84,8 @@ def test_rle_reading_of_a_file_is_decided_by_its_masks_or_refused():
     with pytest.raises(ValueError, match="pass --rle"):
         choose_rle_reading([("b", single, pixels)], "auto", "f.csv")
     assert choose_rle_reading([("b", single, pixels)], "relative", "f.csv") == "relative"
+    with pytest.raises(ValueError, match="a: mask_rle does not fit the relative RLE reading"):
+        choose_rle_reading([("a", multi, pixels)], "relative", "f.csv")
     relative = parse_rle(encode(draw(ROWS, COLS, RECTS), "relative"), "c")
     with pytest.raises(ValueError, match="mixed encodings"):
         choose_rle_reading([("a", multi, pixels), ("c", relative, pixels)], "auto", "f.csv")
