@@ -18,7 +18,8 @@ calibrated stage-1 maximum) is a true class of the P image, against always choos
 class). Writes ``bundle/docs/agnostic_positives.json`` with the test metrics of every arm (the bundle's own
 evaluation) and paired bootstrap intervals over test images (``scripts/ablation_stats.py``).
 
-Example (about 20 CPU-minutes of bundle runs on 2 cores, plus the pool's generation when it is not there)::
+Example (each step is cached in the work folder; ``--arms`` runs some arms only, so that several invocations can
+share the machine's cores, and the last one writes the JSON)::
 
     .venv/bin/python scripts/benchmark_agnostic.py --work-dir runs/agnostic
 """
@@ -29,7 +30,6 @@ import argparse
 import copy
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +143,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "agnostic", help="data, models and logs")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="result JSON")
+    parser.add_argument(
+        "--arms", nargs="*", choices=list(ARMS), default=list(ARMS),
+        help="run only these arms and stop (several invocations may run different arms at once); the JSON is "
+        "written when every arm is done",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    started = time.time()
     settings = settings_for("v1")
     level = settings["levels"][-1]
     launcher = Launcher("light")
@@ -157,10 +161,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         bench.teacher(SEED, level)
     stage1 = json.loads((bench.level_dir(SEED, level) / "result.json").read_text())
     calibrated = bench.level_dir(SEED, level) / "model_calibrated.pt"
-    choice = rule_choice(launcher, bench.data, bench.datalist(SEED), calibrated)
-    bench.log(f"top_class rule on the calibrated stage-1 maps of P images: {choice}")
-    runs = {name: bench.stage2(SEED, level, folder, arm, A0, EMA_DECAY) for name, (folder, arm) in ARMS.items()}
+    choice_file = bench.level_dir(SEED, level) / "rule_choice.json"
+    if not choice_file.is_file():
+        choice = rule_choice(launcher, bench.data, bench.datalist(SEED), calibrated)
+        choice_file.write_text(json.dumps(choice, indent=2) + "\n")
+        bench.log(f"top_class rule on the calibrated stage-1 maps of P images: {choice}")
+    choice = json.loads(choice_file.read_text())
+    for name in args.arms:
+        bench.stage2(SEED, level, *ARMS[name], A0, EMA_DECAY)
+    finished = {name: bench.arm_dir(SEED, level, folder) / "result.json" for name, (folder, _) in ARMS.items()}
+    if not all(path.is_file() for path in finished.values()):
+        bench.log(f"arms not finished yet: {[name for name, path in finished.items() if not path.is_file()]}")
+        return {}
+    runs = {name: json.loads(path.read_text()) for name, path in finished.items()}
     agnostic_counts = json.loads(bench.agnostic_datalist(SEED).read_text())["training"]
+    provenance = bench.level_dir(SEED, level) / "provenance.txt"
     record = {
         "question": "stage 2 with class-agnostic positives (subset A, top_class rule) against leaving them out "
         "(control) and against the same images with their classes (class_specific)",
@@ -172,8 +187,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stage1": {k: stage1.get(k) for k in (f"{c}_{m}" for c in CLASSES for m in (*METRICS, "ece"))},
         "runs": {name: _summary(result) for name, result in runs.items()},
         "intervals": intervals(runs, settings),
-        "minutes": round((time.time() - started) / 60, 1),
-        "bundle_run_cpu_minutes_this_invocation": round(launcher.child_cpu_seconds / 60, 1),
+        "stage2_cpu_minutes": {name: result["child_cpu_minutes"] for name, result in runs.items()},
+        "stage1_provenance": provenance.read_text().strip() if provenance.is_file() else "trained by this script",
         "machine": {"cpus": os.cpu_count(), "note": "shared with other benchmarks while it ran"},
         "command": "python scripts/benchmark_agnostic.py --work-dir runs/agnostic",
     }  # fmt: skip
