@@ -613,7 +613,8 @@ def build_candid(args: argparse.Namespace) -> tuple[dict[str, Any], Counter, Cou
     grids = {uid: grid or size for uid, size in sizes.items()}
     checked = [(where, pairs, grids[uid][0] * grids[uid][1]) for uid in sizes for where, pairs in masks[uid]]
     reading = choose_rle_reading(checked, args.rle, fracture_csv) if checked else args.rle
-    notes[f"candid-ptx: masks read as {reading} RLE"] = len(checked)
+    if checked:
+        notes[f"candid-ptx: masks read as {reading} RLE"] = len(checked)
     kept: dict[str, dict[str, Any]] = {}
     for uid in sorted(fracture_images):
         if uid not in patient:
