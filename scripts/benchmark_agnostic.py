@@ -148,8 +148,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="run only these arms and stop (several invocations may run different arms at once); the JSON is "
         "written when every arm is done",
     )  # fmt: skip
+    parser.add_argument(
+        "--stage1-epochs", type=int, default=None,
+        help="stage-1 epochs (default: v1's 24); fewer shortens the run on a busy machine, and the JSON says so",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    settings = settings_for("v1")
+    settings = copy.deepcopy(settings_for("v1"))
+    if args.stage1_epochs:
+        settings["stage1"]["epochs"] = settings["levels"][-1]["epoch"] = args.stage1_epochs
     level = settings["levels"][-1]
     launcher = Launcher("light")
     bench = AgnosticBenchmark(settings, args.work_dir, launcher, Progress("agnostic"))
@@ -182,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "protocol": "bundle/docs/ablation_protocol.md (v1), one training seed; pool, derivation, network, stage 1, "
         "calibration and stage 2 as there; a0 and EMA decay as v1 chose on validation",
         "seed": SEED, "a0": A0, "ema_decay": EMA_DECAY, "pool": settings["pool"], "num_r": settings["num_r"],
+        "stage1_epochs": level["epoch"], "stage2_epochs": settings["stage2"]["epochs"],
         "counts": {**counts, "A (agnostic arm)": sum(e["subset"] == "A" for e in agnostic_counts)},
         "rule_choice_at_stage2_start": choice,
         "stage1": {k: stage1.get(k) for k in (f"{c}_{m}" for c in CLASSES for m in (*METRICS, "ece"))},
@@ -190,7 +197,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stage2_cpu_minutes": {name: result["child_cpu_minutes"] for name, result in runs.items()},
         "stage1_provenance": provenance.read_text().strip() if provenance.is_file() else "trained by this script",
         "machine": {"cpus": os.cpu_count(), "note": "shared with other benchmarks while it ran"},
-        "command": "python scripts/benchmark_agnostic.py --work-dir runs/agnostic",
+        "command": "python scripts/benchmark_agnostic.py --work-dir runs/agnostic"
+        + (f" --stage1-epochs {args.stage1_epochs}" if args.stage1_epochs else ""),
     }  # fmt: skip
     args.output.write_text(json.dumps(record, indent=2) + "\n")
     bench.log(f"wrote {args.output}")
