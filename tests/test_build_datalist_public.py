@@ -17,8 +17,10 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 from build_datalist import choose_rle_reading, main, parse_rle, rle_runs, runs_to_boxes
 from helpers import write_dicom
+from PIL import Image
 from test_build_datalist import _write_vindr
 
 from scripts.data.datalist import load_datalist
@@ -113,7 +115,8 @@ CANDID = {
 }
 
 
-def _write_candid(root, reading="relative", grid=None):
+def _write_candid(root, reading="relative", grid=None, with_pixels=False):
+    """CANDID-PTX's two CSVs and one DICOM per image (``ROWS x COLS``, or ``grid`` with pixels); masks on ``grid``."""
     images = root / "dataset"
     images.mkdir(parents=True, exist_ok=True)
     rows, cols = grid or (ROWS, COLS)
@@ -132,8 +135,10 @@ def _write_candid(root, reading="relative", grid=None):
                 continue
             encoded = {None: "", False: "-1", True: encode(draw(ROWS, COLS, [(1, 1, 4, 4)]), reading)}[pneumothorax]
             writer.writerow([f"{patient}_{uid[-3:]}.dcm", uid, f"study{uid[-3:]}", encoded, "REPORT TEXT"])
+    shape = grid if with_pixels and grid else (ROWS, COLS)
+    ramp = (np.arange(shape[0] * shape[1]).reshape(shape) % 4096).astype(np.uint16)
     for uid in CANDID:
-        write_dicom(images / uid, np.zeros((ROWS, COLS), np.uint16), with_pixels=False)
+        write_dicom(images / uid, ramp, with_pixels=with_pixels)
     return root
 
 
@@ -228,7 +233,7 @@ CHEXPERT_ROWS = [
 ]
 
 
-def _write_chexpert(root):
+def _write_chexpert(root, with_images=False):
     root.mkdir(parents=True, exist_ok=True)
     csv_path = root / "CheXpert-v1.0-small" / "train.csv"
     csv_path.parent.mkdir()
@@ -241,6 +246,10 @@ def _write_chexpert(root):
             row.update({"Path": path, "Sex": "Female", "Age": "61", "Frontal/Lateral": view, "Fracture": fracture})
             row.update({"AP/PA": "AP" if view == "Frontal" else "", "Support Devices": "1.0"})
             writer.writerow(row.values())
+            if with_images:  # 8-bit grey JPEG, as CheXpert ships them
+                (root / path).parent.mkdir(parents=True, exist_ok=True)
+                pixels = np.add.outer(np.arange(48), np.arange(40)).astype(np.uint8) * 2 + index
+                Image.fromarray(pixels, mode="L").save(root / path, quality=90)
     return csv_path
 
 
@@ -386,3 +395,43 @@ def test_combine_keeps_class_agnostic_entries_in_training_only(tmp_path, caplog)
         items = load_datalist(out, "training", subsets=["R", "N", "P"], check_files=False)
     assert "A" not in {item["subset"] for item in items}
     assert f"{report['training']['subsets']['A']['images']} A training entries not used" in caplog.text
+
+
+def test_public_datalists_and_subset_a_through_the_preprocessed_store(tmp_path):
+    """CANDID-PTX DICOMs and CheXpert JPEGs, built, combined and read by train.json's datasets from the store
+    (``cache_dir``): R items get their rib boxes as target maps, A items an all-zero map with both classes marked as
+    candidates, N items zeros; validation items keep their boxes' images."""
+    from repo_paths import REPO_ROOT
+
+    from monai.bundle import ConfigParser
+
+    candid = _write_candid(tmp_path / "candid", grid=(80, 60), with_pixels=True)  # the loader refuses < 32 px
+    main(_candid_args(candid, tmp_path / "candid.json", "--val-fraction", "0.25", "--test-fraction", "0"))
+    chexpert_csv = _write_chexpert(tmp_path / "chexpert", with_images=True)
+    main(["chexpert", "--csv", str(chexpert_csv), "--image-root", str(tmp_path / "chexpert"), "--agnostic",
+          "include", "--out", str(tmp_path / "chexpert.json")])  # fmt: skip
+    out = tmp_path / "data" / "datalist.json"
+    main(["combine", "--inputs", str(tmp_path / "candid.json"), str(tmp_path / "chexpert.json"), "--out", str(out)])
+
+    def dataset(section: str):
+        parser = ConfigParser()
+        parser.read_config(str(REPO_ROOT / "bundle" / "configs" / "train.json"))
+        parser.update({"dataset_dir": str(out.parent), "cache_dir": str(tmp_path / "cache"), "image_size": 32,
+                       "num_workers": 0, "train#datalist#subsets": ["R", "N", "A"]})  # fmt: skip
+        return parser.get_parsed_content(f"{section}#dataset")
+
+    train = dataset("train")
+    assert train.build_report.refused == {} and train.build_report.built == len(train)
+    items = [train[i] for i in range(len(train))]
+    by_subset = {name: [item for item in items if item["subset"] == name] for name in ("R", "N", "A")}
+    assert all(by_subset.values()), {name: len(found) for name, found in by_subset.items()}
+    assert {item["image_path"].rsplit(".", 1)[-1] for item in by_subset["A"]} == {"jpg"}
+    for item in by_subset["A"]:
+        assert item["image"].shape == (1, 32, 32) and item["image"].dtype == torch.float16
+        assert item["image_label"].tolist() == [1.0, 1.0] and int(item["label"].sum()) == 0
+    for item in by_subset["R"]:  # rib boxes -> rib target pixels only
+        assert item["label"][0].sum() > 0 and item["label"][1].sum() == 0
+    assert all(int(item["label"].sum()) == 0 for item in by_subset["N"])
+    validation = dataset("validate")
+    assert len(validation) and all(validation[i]["image"].shape == (1, 32, 32) for i in range(len(validation)))
+    assert len(list((tmp_path / "cache").glob("*/*/*.npy"))) == len(train) + len(validation)
