@@ -22,6 +22,10 @@ Example (each step is cached in the work folder; ``--arms`` runs some arms only,
 share the machine's cores, and the last one writes the JSON)::
 
     .venv/bin/python scripts/benchmark_agnostic.py --work-dir runs/agnostic
+
+``--protocol v2-tiny`` runs the same code path at test size (the method benchmark's tiny settings: 96 px phantoms,
+a tiny network, 1-2 epochs); its JSON goes to the work folder, never to ``bundle/docs``. Every bundle run of the
+script reads one preprocessed store in the work folder (``cache_dir``), as the method benchmark's runs do.
 """
 
 from __future__ import annotations
@@ -88,10 +92,13 @@ class AgnosticBenchmark(Benchmark):
 def rule_choice(launcher: Launcher, data: Path, datalist: Path, checkpoint: Path) -> dict[str, Any]:
     """How often the top_class rule, on the calibrated stage-1 maps of the P images, picks a true class of the image.
 
-    The network and validation preprocessing come from the bundle's config (as in ``ablation_preconditions``).
+    The network and validation preprocessing come from the bundle's config and the launcher's overrides (as in
+    ``ablation_preconditions``).
     """
     parser = ConfigParser()
     parser.read_config([str(CONFIGS / name) for name in launcher.configs(["train.json"])])
+    for key, value in launcher.overrides.items():
+        parser[key] = value
     parser["dataset_dir"], parser["datalist"] = str(data), str(datalist)
     network = load_weights(parser.get_parsed_content("network_def"), str(checkpoint)).eval()
     transform = parser.get_parsed_content("validate#preprocessing")
@@ -141,8 +148,17 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--protocol", choices=["v1", "v2-tiny"], default="v1",
+        help="v1 (the measurement) or v2-tiny (the same code path at test size; JSON in the work folder)",
+    )  # fmt: skip
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "agnostic", help="data, models and logs")
-    parser.add_argument("--output", type=Path, default=OUTPUT, help="result JSON")
+    parser.add_argument(
+        "--output", type=Path, default=None,
+        help=f"result JSON (default: {OUTPUT.relative_to(REPO)}; with v2-tiny: agnostic_positives_tiny.json in the "
+        "work folder)",
+    )  # fmt: skip
+    parser.add_argument("--in-process", action="store_true", help="run the bundle workflows in this process")
     parser.add_argument(
         "--arms", nargs="*", choices=list(ARMS), default=list(ARMS),
         help="run only these arms and stop (several invocations may run different arms at once); the JSON is "
@@ -153,16 +169,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="stage-1 epochs (default: v1's 24); fewer shortens the run on a busy machine, and the JSON says so",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    settings = copy.deepcopy(settings_for("v1"))
+    work = args.work_dir.resolve()
+    tiny = args.protocol != "v1"
+    output = args.output or (work / "agnostic_positives_tiny.json" if tiny else OUTPUT)
+    settings = copy.deepcopy(settings_for(args.protocol))
+    settings["training_seeds"] = [SEED]
     if args.stage1_epochs:
         settings["stage1"]["epochs"] = settings["levels"][-1]["epoch"] = args.stage1_epochs
-    level = settings["levels"][-1]
-    launcher = Launcher("light")
-    bench = AgnosticBenchmark(settings, args.work_dir, launcher, Progress("agnostic"))
+    level = settings["levels"][-1]  # the full stage-1 run (its best checkpoint by validation)
+    overrides = {**settings.get("bundle_overrides", {}), **settings.get("light_network_overrides", {})}
+    overrides["cache_dir"] = work / "cache"  # one preprocessed store for every run, as in the method benchmark
+    launcher = Launcher("light", overrides=overrides, in_process=args.in_process)
+    bench = AgnosticBenchmark(settings, work, launcher, Progress("agnostic"))
     bench.prepare_pool()
     counts = bench.check_counts()
     if not (bench.level_dir(SEED, level) / "model.pt").is_file():
-        bench.stage1_segment(SEED, level)
+        bench.stage1(SEED)
     if not (bench.level_dir(SEED, level) / "result.json").is_file():
         bench.teacher(SEED, level)
     stage1 = json.loads((bench.level_dir(SEED, level) / "result.json").read_text())
@@ -185,10 +207,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record = {
         "question": "stage 2 with class-agnostic positives (subset A, top_class rule) against leaving them out "
         "(control) and against the same images with their classes (class_specific)",
-        "protocol": "bundle/docs/ablation_protocol.md (v1), one training seed; pool, derivation, network, stage 1, "
-        "calibration and stage 2 as there; a0 and EMA decay as v1 chose on validation",
+        "protocol": f"bundle/docs/ablation_protocol.md ({args.protocol}), one training seed; pool, derivation, "
+        "network, stage 1, calibration and stage 2 as there; a0 and EMA decay as v1 chose on validation",
         "seed": SEED, "a0": A0, "ema_decay": EMA_DECAY, "pool": settings["pool"], "num_r": settings["num_r"],
-        "stage1_epochs": level["epoch"], "stage2_epochs": settings["stage2"]["epochs"],
+        "stage1_epochs": level["epoch"], "stage2_epochs": bench.stage2_epochs(SEED),
         "counts": {**counts, "A (agnostic arm)": sum(e["subset"] == "A" for e in agnostic_counts)},
         "rule_choice_at_stage2_start": choice,
         "stage1": {k: stage1.get(k) for k in (f"{c}_{m}" for c in CLASSES for m in (*METRICS, "ece"))},
@@ -198,10 +220,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stage1_provenance": provenance.read_text().strip() if provenance.is_file() else "trained by this script",
         "machine": {"cpus": os.cpu_count(), "note": "shared with other benchmarks while it ran"},
         "command": "python scripts/benchmark_agnostic.py --work-dir runs/agnostic"
+        + (f" --protocol {args.protocol}" if tiny else "")
         + (f" --stage1-epochs {args.stage1_epochs}" if args.stage1_epochs else ""),
     }  # fmt: skip
-    args.output.write_text(json.dumps(record, indent=2) + "\n")
-    bench.log(f"wrote {args.output}")
+    output.write_text(json.dumps(record, indent=2) + "\n")
+    bench.log(f"wrote {output}")
     return record
 
 
