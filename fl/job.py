@@ -46,7 +46,7 @@ if str(FL_ROOT) not in sys.path:
 
 from cxr_fl.teacher import TEACHER_POLICIES  # noqa: E402
 
-__all__ = ["build_job", "initial_network_weights", "main", "simulate"]
+__all__ = ["build_job", "copy_weights", "initial_network_weights", "main", "simulate"]
 
 PACKAGE = FL_ROOT / "cxr_fl"
 INITIAL_MODEL = "initial_model.pt"
@@ -70,8 +70,23 @@ def initial_network_weights(
             parser[key] = value
     torch.manual_seed(seed)
     network = parser.get_parsed_content("network_def")
-    torch.save({"model": network.state_dict()}, path)
+    torch.save({"model": {name: value.contiguous() for name, value in network.state_dict().items()}}, path)
     return path
+
+
+def copy_weights(source: Path, target: Path, key: str = "model") -> Path:
+    """Save the state dict of checkpoint ``source`` (bare or under ``key``) as ``{key: ...}`` with contiguous
+    tensors: checkpoints of the channels-last network hold strided tensors, which FLARE's tensor streaming refuses,
+    and nothing but the weights (no optimizer or trainer state) is to go into the job."""
+    import torch
+
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get(key), dict):
+        state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{source}: expected a state dict of tensors (bare or under {key!r}).")
+    torch.save({key: {name: value.contiguous() for name, value in state.items()}}, target)
+    return target
 
 
 def build_job(
@@ -149,7 +164,7 @@ def build_job(
         if initial_ckpt is None:
             initial_network_weights(Path(bundle_root), configs, recipe["overrides"], seed, server_files / INITIAL_MODEL)
         else:
-            shutil.copyfile(initial_ckpt, server_files / INITIAL_MODEL)
+            copy_weights(Path(initial_ckpt), server_files / INITIAL_MODEL)
         (client_files / "recipe.json").write_text(json.dumps(recipe, indent=1) + "\n")
 
         job = FedJob(name=name, min_clients=quorum)

@@ -29,6 +29,7 @@ import argparse
 import json
 import logging
 import math
+import resource
 import sys
 import zlib
 from collections.abc import Mapping, Sequence
@@ -43,7 +44,7 @@ if __package__ in (None, ""):  # run as a script (FLARE's ScriptRunner): make th
 from cxr_fl.site_settings import SiteSettings, load_site_settings
 from cxr_fl.teacher import TEACHER_POLICIES, TeacherSync
 
-__all__ = ["bundle_overrides", "config_files", "main", "parse_args", "read_recipe"]
+__all__ = ["build_algo", "bundle_overrides", "config_files", "main", "parse_args", "read_recipe", "site_round"]
 
 logger = logging.getLogger("cxr_fl.client")
 #: Local validation inside training is switched off: the site validates each received global model instead.
@@ -98,9 +99,12 @@ def config_files(bundle_root: Path, names: Sequence[str], stage: int) -> list[st
     """Absolute paths of the bundle configs ``names`` (in ``<bundle_root>/configs``); checks the stage's configs."""
     files = list(names)
     if not files or files[0] != "train.json":
-        raise ValueError(f"--configs must start with train.json, got {names!r}.")
+        raise ValueError(f"the recipe's configs must start with train.json, got {names!r}.")
+    outside = [name for name in files if Path(name).name != name or not name.endswith(".json")]
+    if outside:  # the job names configs of the site's installed bundle, never files elsewhere
+        raise ValueError(f"the recipe's configs must be file names in <bundle_root>/configs, got {outside}.")
     if stage == 2 and "distill.json" not in files:
-        raise ValueError(f"stage 2 needs distill.json in --configs, got {names!r}.")
+        raise ValueError(f"stage 2 needs distill.json in the recipe's configs, got {names!r}.")
     if stage == 1 and "distill.json" in files:
         raise ValueError(f"stage 1 must not merge distill.json, got {names!r}.")
     paths = [bundle_root / "configs" / name for name in files]
@@ -110,12 +114,34 @@ def config_files(bundle_root: Path, names: Sequence[str], stage: int) -> list[st
     return [str(path) for path in paths]
 
 
+def _expressions(value: Any) -> list[str]:
+    """Strings in ``value`` (nested) that MONAI's config parser would evaluate or resolve: ``$``, ``@``, ``%``."""
+    if isinstance(value, str):
+        return [value] if value[:1] in ("$", "@", "%") else []
+    if isinstance(value, Mapping):
+        return [e for key, item in value.items() for e in _expressions(key) + _expressions(item)] + (
+            ["_target_"] if "_target_" in value else []
+        )
+    if isinstance(value, (list, tuple)):
+        return [e for item in value for e in _expressions(item)]
+    return []
+
+
 def bundle_overrides(site: SiteSettings, job_overrides: Mapping[str, Any], stage: int, seed: int) -> dict[str, Any]:
     """The overrides ``MonaiAlgo`` passes to the bundle: the job's recipe, then the site's paths and settings.
 
-    Stage 1 trains on R + N (``train.json``'s subsets), so a site without R images cannot take part: it is refused
-    here with a clear error rather than training on negatives only.
+    The job's overrides come from the server, so they must be plain values: an expression (``$...``), reference
+    (``@...``, ``%...``) or ``_target_`` would run code at the site, and is refused unless the site settings say
+    ``"trust_job_expressions": true``. The site's own overrides may use them. Stage 1 trains on R + N
+    (``train.json``'s subsets), so a site without R images cannot take part: it is refused here with a clear error
+    rather than training on negatives only.
     """
+    code = [f"{key}: {found}" for key, value in job_overrides.items() for found in _expressions({key: value})]
+    if code and not site.trust_job_expressions:
+        raise ValueError(
+            f"site {site.name}: the job's overrides hold config expressions that would run at this site: {code}. "
+            'Give plain values in the job, or set "trust_job_expressions": true in this site\'s settings.'
+        )
     site_seed = seed + zlib.crc32(site.name.encode()) % 10_000
     overrides: dict[str, Any] = dict(job_overrides)
     overrides.update(
@@ -165,19 +191,12 @@ def validate_global(algo: Any, weights: Mapping[str, torch.Tensor], round_number
     return metrics
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run the site's part of the federated job until the server ends it."""
-    import nvflare.client as flare
+def build_algo(site: SiteSettings, recipe: Mapping[str, Any]) -> Any:
+    """``MonaiAlgo`` on the site's installed bundle with the recipe's configs and overrides, initialised; stage 2
+    also gets the bundle's ``stage_handlers`` and the recipe's teacher policy (:func:`attach_stage2`)."""
     from monai.fl.client import MonaiAlgo
-    from monai.fl.utils.constants import ExtraItems, FlStatistics
-    from monai.fl.utils.exchange_object import ExchangeObject
-    from nvflare.apis.fl_constant import FLMetaKey
+    from monai.fl.utils.constants import ExtraItems
 
-    args = parse_args(argv)
-    recipe = read_recipe(args.recipe)
-    flare.init()
-    site_name = flare.get_site_name()
-    site = load_site_settings(site_name, args.site_config)
     overrides = bundle_overrides(site, recipe["overrides"], recipe["stage"], recipe["seed"])
     site.work_dir.mkdir(parents=True, exist_ok=True)
     if str(site.bundle_root) not in sys.path:  # the configs' `scripts.` targets, as `monai.bundle run` would
@@ -190,36 +209,79 @@ def main(argv: Sequence[str] | None = None) -> None:
         train_kwargs=overrides,
         config_evaluate_filename=None,
     )
-    algo.initialize(extra={ExtraItems.CLIENT_NAME: site_name})
+    algo.initialize(extra={ExtraItems.CLIENT_NAME: site.name})
     if recipe["stage"] == 2:
         attach_stage2(algo, recipe["teacher"])
-    logger.info("%s ready: stage %d, bundle %s, data %s", site_name, recipe["stage"], site.bundle_root, site.datalist)
+    return algo
+
+
+def site_round(
+    algo: Any, weights: Mapping[str, torch.Tensor], round_number: int, validate_every: int
+) -> tuple[dict[str, torch.Tensor], dict[str, float], int]:
+    """One round at a site: validate the received global ``weights`` (every ``validate_every`` rounds), train them
+    for the recipe's local epochs, and return what the site sends back.
+
+    Returns:
+        ``(differences, metrics, iterations)``: trained minus received weights for every entry of the network's
+        state dict (contiguous CPU tensors of the parameters' shapes; nothing else), the scalar validation metrics
+        of the received model (empty when not validated this round), and the iterations trained (FedAvg's weight).
+    """
+    from monai.fl.utils.constants import FlStatistics
+    from monai.fl.utils.exchange_object import ExchangeObject
+
+    metrics: dict[str, float] = {}
+    if validate_every and round_number % validate_every == 0:
+        metrics = validate_global(algo, weights, round_number)
+        logger.info("%s round %d: global model on local validation %s", algo.client_name, round_number, metrics)
+    algo.train(ExchangeObject(weights=dict(weights)))
+    update = algo.get_weights()  # MonaiAlgo: differences to the received weights (send_weight_diff=True)
+    steps = int(update.statistics.get(FlStatistics.NUM_EXECUTED_ITERATIONS, 0))
+    # contiguous copies: the network is channels-last, and FLARE's tensor streaming (safetensors) needs contiguous
+    # tensors
+    differences = {name: value.contiguous() for name, value in update.weights.items()}
+    return differences, metrics, steps
+
+
+def site_workspace() -> Path | None:
+    """The site's FLARE workspace, from where FLARE deploys this script (``<workspace>/<job>/app_<site>/custom/``);
+    None when the script does not run from a deployed job."""
+    parents = Path(__file__).resolve().parents
+    if len(parents) > 4 and parents[1].name == "custom" and parents[2].name.startswith("app"):
+        return parents[4]
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the site's part of the federated job until the server ends it."""
+    import nvflare.client as flare
+    from nvflare.apis.fl_constant import FLMetaKey
+
+    args = parse_args(argv)
+    recipe = read_recipe(args.recipe)
+    flare.init()
+    site = load_site_settings(flare.get_site_name(), args.site_config, workspace=site_workspace())
+    algo = build_algo(site, recipe)
+    logger.info("%s ready: stage %d, bundle %s, data %s", site.name, recipe["stage"], site.bundle_root, site.datalist)
     while flare.is_running():
         received = flare.receive()
         if received is None:
             break
-        round_number = int(received.current_round or 0)
         weights = {name: torch.as_tensor(value) for name, value in received.params.items()}
-        metrics = {}
-        every = recipe["validate_every"]
-        if every and round_number % every == 0:
-            metrics = validate_global(algo, weights, round_number)
-            logger.info("%s round %d: global model on local validation %s", site_name, round_number, metrics)
-        algo.train(ExchangeObject(weights=weights))
-        update = algo.get_weights()
-        steps = int(update.statistics.get(FlStatistics.NUM_EXECUTED_ITERATIONS, 0))
-        # contiguous copies: the network is channels-last, and FLARE's tensor streaming (safetensors) needs
-        # contiguous tensors
-        diffs = {name: value.contiguous() for name, value in update.weights.items()}
+        differences, metrics, steps = site_round(
+            algo, weights, int(received.current_round or 0), recipe["validate_every"]
+        )
         flare.send(
             flare.FLModel(
-                params=diffs,
+                params=differences,
                 params_type=flare.ParamsType.DIFF,
                 metrics=metrics,
                 meta={FLMetaKey.NUM_STEPS_CURRENT_ROUND: steps},
             )
         )
     algo.finalize()
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+    logger.info("%s finished: %.1f CPU seconds in this site's process and its children", site.name, cpu)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 The job (the same for every site) carries the training recipe; the site settings carry what only the site knows.
 They are read at the site from a JSON file, never sent by the server: the path comes from the client's
-``--site_config`` argument, else from the environment variable ``CXR_FL_SITE_CONFIG``. The file maps site names to
-settings, so one file can describe every site of a simulation and a hospital's file holds its own entry only::
+``--site_config`` argument, else from the environment variable ``CXR_FL_SITE_CONFIG``, else it is
+``local/cxr_fl_site.json`` in the site's FLARE workspace (the startup kit's folder for site-local configuration). The
+file maps site names to settings, so one file can describe every site of a simulation and a hospital's file holds its
+own entry only::
 
     {
       "site-a": {
@@ -11,7 +13,8 @@ settings, so one file can describe every site of a simulation and a hospital's f
         "datalist": "/data/cxr/datalist.json",            # optional, default <dataset_dir>/datalist.json
         "bundle_root": "/opt/bundles/cxr_fracture_aals",   # required: the installed bundle (configs/, scripts/)
         "work_dir": "/var/lib/cxr_fl/site-a",              # required: local checkpoints and logs
-        "overrides": {"device": "$torch.device('cuda:0')", "num_workers": 4}   # optional bundle overrides
+        "overrides": {"device": "$torch.device('cuda:0')", "num_workers": 4},  # optional bundle overrides
+        "trust_job_expressions": false   # optional: accept $/@/% expressions in the job's overrides (default no)
       }
     }
 """
@@ -25,10 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_VAR", "SiteSettings", "SiteSettingsError", "load_site_settings"]
+__all__ = ["ENV_VAR", "LOCAL_FILE", "SiteSettings", "SiteSettingsError", "load_site_settings"]
 
 ENV_VAR = "CXR_FL_SITE_CONFIG"
-_KEYS = {"dataset_dir", "datalist", "bundle_root", "work_dir", "overrides"}
+#: The settings file's name in the site workspace's ``local/`` folder, used when neither argument nor variable is set.
+LOCAL_FILE = "cxr_fl_site.json"
+_KEYS = {"dataset_dir", "datalist", "bundle_root", "work_dir", "overrides", "trust_job_expressions"}
 
 
 class SiteSettingsError(ValueError):
@@ -46,6 +51,7 @@ class SiteSettings:
         bundle_root: the installed bundle (``configs/train.json`` inside).
         work_dir: where the site writes its checkpoints (``models/``) and logs (``runs/``).
         overrides: bundle config overrides the site applies on top of the job's (device, workers, caching).
+        trust_job_expressions: whether the job's overrides may hold config expressions (code run at the site).
     """
 
     name: str
@@ -54,22 +60,33 @@ class SiteSettings:
     bundle_root: Path
     work_dir: Path
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    trust_job_expressions: bool = False
 
 
-def load_site_settings(site: str, path: str | os.PathLike | None = None) -> SiteSettings:
-    """Read ``site``'s entry from the settings file ``path`` (default: ``$CXR_FL_SITE_CONFIG``).
+def load_site_settings(
+    site: str, path: str | os.PathLike | None = None, workspace: str | os.PathLike | None = None
+) -> SiteSettings:
+    """Read ``site``'s entry from the settings file.
+
+    Args:
+        site: the FLARE site name.
+        path: the settings file; default ``$CXR_FL_SITE_CONFIG``, else ``<workspace>/local/cxr_fl_site.json``.
+        workspace: the site's FLARE workspace (the folder holding ``startup/`` and ``local/``), if known.
 
     Raises:
-        SiteSettingsError: no file given, the file is unreadable or not a JSON object, ``site`` has no entry, an
+        SiteSettingsError: no file found, the file is unreadable or not a JSON object, ``site`` has no entry, an
             entry has unknown keys or misses a required one, or a folder or file it names does not exist.
     """
     if path is None:
         path = os.environ.get(ENV_VAR)
-        if not path:
-            raise SiteSettingsError(
-                f"site {site!r}: no site settings file: pass --site_config or set {ENV_VAR} to a JSON file mapping "
-                "site names to {'dataset_dir', 'bundle_root', 'work_dir', ...}."
-            )
+    if not path and workspace is not None and (Path(workspace) / "local" / LOCAL_FILE).is_file():
+        path = Path(workspace) / "local" / LOCAL_FILE
+    if not path:
+        where = f" or put {Path(workspace) / 'local' / LOCAL_FILE}" if workspace is not None else ""
+        raise SiteSettingsError(
+            f"site {site!r}: no site settings file: pass --site_config, set {ENV_VAR}{where}; it maps site names "
+            "to {'dataset_dir', 'bundle_root', 'work_dir', ...}."
+        )
     path = Path(path)
     try:
         content = json.loads(path.read_text())
@@ -100,8 +117,12 @@ def load_site_settings(site: str, path: str | os.PathLike | None = None) -> Site
     overrides = entry.get("overrides", {})
     if not isinstance(overrides, dict):
         raise SiteSettingsError(f"{path}: site {site!r}: overrides must be a JSON object of bundle keys.")
+    trust = entry.get("trust_job_expressions", False)
+    if not isinstance(trust, bool):
+        raise SiteSettingsError(f"{path}: site {site!r}: trust_job_expressions must be true or false.")
     return SiteSettings(
         name=site,
+        trust_job_expressions=trust,
         dataset_dir=dataset_dir,
         datalist=datalist,
         bundle_root=bundle_root,
