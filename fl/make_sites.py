@@ -18,11 +18,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-FL_ROOT = Path(__file__).resolve().parent
-if str(FL_ROOT) not in sys.path:
-    sys.path.insert(0, str(FL_ROOT))
+from cxr_fl.sites import SUBSETS, split_sites, write_site_datalists
 
-from cxr_fl.sites import SUBSETS, split_sites, write_site_datalists  # noqa: E402
+FL_ROOT = Path(__file__).resolve().parent
 
 
 def parse_holdings(specs: Sequence[str]) -> dict[str, list[str]]:

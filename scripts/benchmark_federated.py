@@ -38,21 +38,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-import repo_paths  # noqa: F401  (bundle and repository root on the import path)
+import repo_paths  # noqa: F401  (bundle, repository root and fl/ on the import path)
 
 import numpy as np
 from ablation_data import derive_datalists, subset_counts
-from ablation_stats import auroc, bootstrap_indices, froc, paired_interval, read_outcomes
-from benchmark_ablation import bare_step_samples_per_s, evaluate
+from ablation_runner import Launcher
+from ablation_stats import (
+    auroc,
+    bootstrap_indices,
+    froc,
+    hierarchical_interval,
+    paired_interval,
+    read_outcomes,
+    seed_draws,
+)
+from benchmark_ablation import bare_step_samples_per_s
 from bundle_command import run_bundle
-from federated_stats import hierarchical_interval, seed_draws, share_interval
+from cxr_fl.jobs import build_job
+from cxr_fl.sites import split_sites, write_site_datalists
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "bundle" / "docs"
-sys.path.insert(0, str(REPO / "fl"))
-
-from cxr_fl.sites import split_sites, write_site_datalists  # noqa: E402
-from job import build_job  # noqa: E402
 
 #: Everything that defines the benchmark (see bundle/docs/federated_protocol.md); recorded in federated.json.
 SETTINGS: dict[str, Any] = {
@@ -242,7 +248,12 @@ def run_federated(
     if "Finished FedAvg" not in text or not produced.is_file():
         tail = "\n".join(text.splitlines()[-30:])
         raise RuntimeError(f"FLARE job failed (log: {out / 'simulator.log'}):\n{tail}")
-    (out / "run.json").write_text(json.dumps({"seconds": round(seconds, 1)}) + "\n")
+    site_cpu = {}  # each site process logs its own CPU time when the job ends (cxr_fl.client)
+    for log_file in sorted((out / "ws").glob("site-*/log.txt")):
+        found = re.findall(r"finished: ([0-9.]+) CPU seconds", log_file.read_text())
+        if found:
+            site_cpu[log_file.parent.name] = float(found[-1])
+    (out / "run.json").write_text(json.dumps({"seconds": round(seconds, 1), "site_cpu_seconds": site_cpu}) + "\n")
     shutil.copyfile(produced, model)
     return model, seconds
 
@@ -260,6 +271,50 @@ def teacher_quartiles(out: Path) -> dict[str, list[list[float]]]:
 # ----------------------------------------------------------------------------------------------------------------
 # arms of one seed
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def evaluate(data: Path, checkpoint: Path, out: Path) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on the pool's test split (bundle command, no overlay crops); per-class AUROC, FROC
+    (mean sensitivity at the paper's FP rates) and ECE of the image scores."""
+    if not (out / "metrics.json").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        run_bundle(
+            "evaluating",
+            ["train.json", "evaluate.json", "demo.json"],
+            {"dataset_dir": data, "datalist": data / "semi.json", "ckpt_path": checkpoint, "output_dir": out,
+             "validate#handlers#3#num_overlays": 0},
+            out.parent / f"{out.name}.log",
+        )  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())["classes"]
+    result: dict[str, Any] = {f"{c}_auroc": metrics[c]["auroc"] for c in CLASSES}
+    result.update({f"{c}_froc": metrics[c]["froc_paper"] for c in CLASSES})
+    result.update({f"{c}_ece": metrics[c].get("expected_calibration_error") for c in CLASSES})
+    return result
+
+
+def share_interval(
+    values_fed: np.ndarray, values_base: np.ndarray, values_central: np.ndarray, seeds: np.ndarray, level: float = 0.95
+) -> dict[str, float]:
+    """Share of the centralised gain kept, ``(fed - base) / (central - base)``, with its hierarchical interval.
+
+    The arrays are ``(S, 1 + R)`` per-seed metrics on the full test set then on ``R`` image resamples, ``seeds`` the
+    ``(1 + R, S)`` seed draws (:func:`ablation_stats.seed_draws`). The ratio of the two seed-mean differences is
+    formed on every resample (the same seeds and images for both), so the interval carries their correlation.
+    Resamples whose denominator is not positive are left out and counted (``dropped``): the ratio is only read
+    where ``central - base`` is resolved above 0.
+    """
+
+    def seed_mean(diff: np.ndarray) -> np.ndarray:
+        return np.nanmean(diff[seeds, np.arange(diff.shape[1])[:, None]], axis=1)
+
+    gain = seed_mean(np.asarray(values_fed, np.float64) - np.asarray(values_base, np.float64))
+    ceiling = seed_mean(np.asarray(values_central, np.float64) - np.asarray(values_base, np.float64))
+    valid = ceiling[1:] > 0
+    ratio = gain[1:][valid] / ceiling[1:][valid]
+    tail = (1.0 - level) / 2 * 100
+    lower, upper = np.nanpercentile(ratio, [tail, 100 - tail]) if ratio.size else (np.nan, np.nan)
+    share = gain[0] / ceiling[0] if ceiling[0] > 0 else np.nan
+    return {"share": float(share), "lower": float(lower), "upper": float(upper), "dropped": int((~valid).sum())}
 
 
 def calibrate(data: Path, checkpoint: Path, datalist: str, calibrated: Path, log_file: Path) -> Path:
@@ -386,6 +441,7 @@ def run_seed(data: Path, seed: int, work: Path) -> list[dict[str, Any]]:
             stage2_overrides(s2["fl_samples_per_epoch"]), teacher=teacher, initial_ckpt=site_a,
         )  # fmt: skip
         extra = {"train_seconds": round(seconds, 1), "teacher_p_max_quartiles": teacher_quartiles(root / arm)}
+        extra["site_cpu_seconds"] = json.loads((root / arm / "run.json").read_text()).get("site_cpu_seconds", {})
         runs.append(record(arm, seed, root, model, data, extra))
     return runs
 
@@ -548,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     SETTINGS["training_seeds"] = args.seeds
     work = args.work_dir.resolve()
     data = work / "data"
-    bare = bare_step_samples_per_s()
+    bare = bare_step_samples_per_s(Launcher())
     log(f"bare training step on this machine: {bare:.1f} samples/s")
     counts = prepare_data(data)
     runs = []

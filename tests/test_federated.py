@@ -7,22 +7,19 @@ The simulator runs are in ``test_federated_simulator.py`` (full tier).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLE_ROOT, REPO_ROOT
-from federated_stats import hierarchical_interval, seed_draws, share_interval
+from ablation_stats import seed_draws
+from benchmark_federated import share_interval
+from conftest import BUNDLE_ROOT
+from cxr_fl.client import build_algo, bundle_overrides, config_files, read_recipe, site_round
+from cxr_fl.site_settings import ENV_VAR, LOCAL_FILE, SiteSettingsError, load_site_settings
+from cxr_fl.sites import split_sites
+from cxr_fl.teacher import TeacherSync
 from ignite.engine import Engine
-
-sys.path.insert(0, str(REPO_ROOT / "fl"))
-
-from cxr_fl.client import build_algo, bundle_overrides, config_files, read_recipe, site_round  # noqa: E402
-from cxr_fl.site_settings import ENV_VAR, LOCAL_FILE, SiteSettingsError, load_site_settings  # noqa: E402
-from cxr_fl.sites import split_sites  # noqa: E402
-from cxr_fl.teacher import TeacherSync  # noqa: E402
 
 
 def _pool(num_r: int = 6, num_p: int = 11, num_n: int = 20, num_val: int = 9) -> dict:
@@ -207,21 +204,16 @@ def test_a_site_sends_the_weight_differences_of_its_network_and_nothing_else(pha
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_hierarchical_bootstrap_resamples_seeds_then_images():
+def test_share_of_the_centralised_gain_kept_is_a_ratio_of_paired_seed_means():
     draws = seed_draws(3, 400, seed=0)
-    assert draws.shape == (401, 3) and draws[0].tolist() == [0, 1, 2]
-    rng = np.random.default_rng(0)
-    b = rng.random((3, 401))
-    a = b + np.array([[0.01], [0.05], [0.09]])  # per-seed differences 0.01, 0.05, 0.09, no image noise
-    entry = hierarchical_interval(a, b, draws)
-    assert entry["difference"] == pytest.approx(0.05)
-    assert entry["per_seed"] == pytest.approx([0.01, 0.05, 0.09])
-    # seed resampling alone spreads the mean over [0.01, 0.09]; an images-only interval would be a single point
-    assert 0.01 <= entry["lower"] < 0.04 and 0.06 < entry["upper"] <= 0.09
-    single = hierarchical_interval(a[:1], b[:1], seed_draws(1, 400))
-    assert single["lower"] == pytest.approx(0.01) and single["upper"] == pytest.approx(0.01)
-    share = share_interval(b + 0.02, b, b + 0.04, draws)  # the consortium keeps half of the centralised gain
+    base = np.random.default_rng(0).random((3, 401))
+    share = share_interval(base + 0.02, base, base + 0.04, draws)  # the consortium keeps half of the gain
     assert share["share"] == pytest.approx(0.5) and share["lower"] == pytest.approx(0.5) and share["dropped"] == 0
+    fed = base + np.array([[0.0], [0.02], [0.04]])  # per-seed gains 0, 0.02, 0.04 of a 0.04 centralised gain
+    share = share_interval(fed, base, base + 0.04, draws)
+    assert share["share"] == pytest.approx(0.5) and 0.0 <= share["lower"] < 0.4 and 0.6 < share["upper"] <= 1.0
+    none = share_interval(base + 0.02, base, base - 0.01, draws)  # no centralised gain: no share
+    assert np.isnan(none["share"]) and none["dropped"] == 400
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -245,7 +237,7 @@ def test_quorum_controller_sends_rounds_with_the_quorum():
 
 def test_exported_jobs_reference_bundle_configs_and_start_from_the_bundle_network(tmp_path):
     pytest.importorskip("nvflare")
-    from job import build_job
+    from cxr_fl.jobs import build_job
 
     overrides = {"network_def#widths": [8, 16, 32, 64], "network_def#fpn_channels": 16, "image_size": 64}
     job = build_job(
@@ -270,7 +262,8 @@ def test_exported_jobs_reference_bundle_configs_and_start_from_the_bundle_networ
 
     # the initial model is the bundle's network_def with the overrides, seeded: loadable with weights_only
     from monai.bundle import ConfigParser
-    from scripts.aals import load_weights
+
+    from scripts.distill.aals import load_weights
 
     parser = ConfigParser()
     parser.read_config([str(BUNDLE_ROOT / "configs" / name) for name in ("train.json", "demo.json")])

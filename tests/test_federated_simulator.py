@@ -23,16 +23,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BUNDLE_ROOT, REPO_ROOT
+from conftest import BUNDLE_ROOT
+from cxr_fl.sites import split_sites, write_site_datalists
 
 from cxr_phantom import generate_dataset
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("nvflare")
-sys.path.insert(0, str(REPO_ROOT / "fl"))
 
-from cxr_fl.sites import split_sites, write_site_datalists  # noqa: E402
-from job import build_job  # noqa: E402
+from cxr_fl.jobs import build_job  # noqa: E402  (needs nvflare)
 
 #: Light network and 64 px images (as tests/bundle_runs.py), 8 samples per local epoch: seconds per round.
 TINY = {
@@ -122,7 +121,8 @@ def test_stage1_survives_a_site_dropping_out_then_stage2_distils_at_a_site_witho
 
     # the global checkpoint is a bundle checkpoint: the bundle's own loader takes it (weights only)
     from monai.bundle import ConfigParser
-    from scripts.aals import load_weights
+
+    from scripts.distill.aals import load_weights
 
     parser = ConfigParser()
     parser.read_config([str(BUNDLE_ROOT / "configs" / name) for name in ("train.json", "demo.json")])

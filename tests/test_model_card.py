@@ -48,6 +48,8 @@ def test_code_layout_names_every_module_and_tool():
         *(REPO_ROOT / "cxr_phantom").glob("*.py"),
         *(REPO_ROOT / "scripts").glob("*.py"),
         *(REPO_ROOT / "scripts").glob("*.sh"),
+        *(REPO_ROOT / "fl").rglob("*.py"),
+        *(REPO_ROOT / "fl").glob("*.sh"),
     ]
     missing = sorted(str(f.relative_to(REPO_ROOT)) for f in files if f.name != "__init__.py" and f.name not in layout)
     assert not missing, f"docs/code-layout.md does not mention {missing}"
