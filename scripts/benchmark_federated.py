@@ -562,8 +562,9 @@ def markdown(record: dict[str, Any]) -> str:
         f"{s2['fl_rounds']} rounds × {s2['fl_samples_per_epoch']} samples per site (the same 128 steps per site), "
         f"a0 {s2['a0']:g}, EMA decay {s2['ema_decay']:g}; every arm's last model. Wall time {record['minutes']:.0f} "
         f"min, {record['cpu_minutes']:.0f} CPU-minutes, on {machine['cpus']} CPU cores shared with other work; "
-        f"this machine's bare training step at the start: {machine['bare_step_samples_per_s']:.1f} samples/s "
-        "(150.7 unloaded). Reproduce: `.venv/bin/python scripts/benchmark_federated.py` (protocol: "
+        f"this machine's bare training step at the start and the end: {machine['bare_step_samples_per_s']:.1f} and "
+        f"{machine.get('bare_step_samples_per_s_at_end', float('nan')):.1f} samples/s (150.7 with the machine to "
+        "itself). Reproduce: `.venv/bin/python scripts/benchmark_federated.py` (protocol: "
         "`federated_protocol.md`); raw numbers in `federated.json`.",
     ]
     return "\n".join(lines)
@@ -604,12 +605,23 @@ def main(argv: list[str] | None = None) -> int:
     SETTINGS["training_seeds"] = args.seeds
     work = args.work_dir.resolve()
     data = work / "data"
-    bare = bare_step_samples_per_s(Launcher())
-    log(f"bare training step on this machine: {bare:.1f} samples/s")
-    counts = prepare_data(data)
-    runs = []
-    for seed in args.seeds:
-        runs += run_seed(data, seed, work)
+    work.mkdir(parents=True, exist_ok=True)
+    attempts_file = work / "attempts.json"  # an interrupted run resumes from its cached steps: count every attempt
+    attempts = json.loads(attempts_file.read_text()) if attempts_file.is_file() else []
+    bare = None
+    try:
+        bare = bare_step_samples_per_s(Launcher())
+        log(f"bare training step on this machine: {bare:.1f} samples/s")
+        counts = prepare_data(data)
+        runs = []
+        for seed in args.seeds:
+            runs += run_seed(data, seed, work)
+    finally:
+        attempt = {"minutes": (time.time() - log.started) / 60, "cpu_minutes": cpu_minutes(), "bare_step": bare}
+        attempts_file.write_text(json.dumps([*attempts, attempt], indent=1) + "\n")
+    bare_first = next(a["bare_step"] for a in [*attempts, attempt] if a["bare_step"] is not None)
+    bare_end = bare_step_samples_per_s(Launcher())
+    log(f"bare training step on this machine at the end: {bare_end:.1f} samples/s")
     log("hierarchical paired bootstrap")
     result: dict[str, Any] = {
         "settings": SETTINGS,
@@ -617,13 +629,15 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "summary_mean_sd": summarize(runs),
         "intervals": intervals(runs),
-        "minutes": round((time.time() - log.started) / 60, 1),
-        "cpu_minutes": round(cpu_minutes(), 1),
+        "minutes": round(sum(a["minutes"] for a in attempts) + (time.time() - log.started) / 60, 1),
+        "cpu_minutes": round(sum(a["cpu_minutes"] for a in attempts) + cpu_minutes(), 1),
+        "attempts": len(attempts) + 1,
         "machine": {
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
-            "bare_step_samples_per_s": round(bare, 1),
+            "bare_step_samples_per_s": round(bare_first, 1),
+            "bare_step_samples_per_s_at_end": round(bare_end, 1),
             "shared": "yes: other engineers' benchmarks and tests ran on the same 2 cores",
         },
     }
