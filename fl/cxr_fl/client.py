@@ -6,7 +6,7 @@ Each round the site
 2. validates it (every ``validate_every`` rounds) on the site's own validation split with the bundle's
    ``validate#evaluator`` (the same evaluator as local training; its checkpoint handler keeps the best global model
    by the site's validation as ``<work_dir>/models/model.pt``), and reports those metrics;
-3. trains it with the bundle's ``train#trainer`` for ``--local_epochs`` epochs (``MonaiAlgo.train``);
+3. trains it with the bundle's ``train#trainer`` for the recipe's ``local_epochs`` (``MonaiAlgo.train``);
 4. sends back the **weight differences** of the network (``MonaiAlgo.get_weights``, ``send_weight_diff=True``) with
    the number of iterations it ran (FedAvg's weight) and the validation metrics of step 2.
 
