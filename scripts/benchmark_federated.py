@@ -136,6 +136,13 @@ class Progress:
 log = Progress()
 
 
+def store_dir(data: Path) -> Path:
+    """The benchmark's one preprocessed store (``cache_dir``), beside the pool in the work folder: every central run,
+    calibration, evaluation and federated site reads it. The phantom sites share one machine and one pool, so they
+    share one store here; a real site keeps its own (``<work_dir>/cache``, ``cxr_fl.client.bundle_overrides``)."""
+    return data.parent / "cache"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------------------------------------------
@@ -216,6 +223,7 @@ def run_federated(
             "datalist": str(data / datalist),
             "bundle_root": str(REPO / "bundle"),
             "work_dir": str(out / "sites" / site),
+            "overrides": {"cache_dir": str(store_dir(data))},
         }
         for site, datalist in site_lists.items()
     }
@@ -282,7 +290,7 @@ def evaluate(data: Path, checkpoint: Path, out: Path) -> dict[str, Any]:
             "evaluating",
             ["train.json", "evaluate.json", "demo.json"],
             {"dataset_dir": data, "datalist": data / "semi.json", "ckpt_path": checkpoint, "output_dir": out,
-             "validate#handlers#3#num_overlays": 0},
+             "validate#handlers#3#num_overlays": 0, "cache_dir": store_dir(data)},
             out.parent / f"{out.name}.log",
         )  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())["classes"]
@@ -323,7 +331,13 @@ def calibrate(data: Path, checkpoint: Path, datalist: str, calibrated: Path, log
         run_bundle(
             "calibrating",
             ["train.json", "calibrate.json", "demo.json"],
-            {"dataset_dir": data, "datalist": data / datalist, "ckpt_path": checkpoint, "calibrated_path": calibrated},
+            {
+                "dataset_dir": data,
+                "datalist": data / datalist,
+                "ckpt_path": checkpoint,
+                "calibrated_path": calibrated,
+                "cache_dir": store_dir(data),
+            },
             log_file,
         )
     return calibrated
@@ -387,7 +401,8 @@ def run_seed(data: Path, seed: int, work: Path) -> list[dict[str, Any]]:
             "training",
             ["train.json", "demo.json"],
             {
-                "dataset_dir": data, "datalist": data / "semi.json", "seed": seed, "ckpt_dir": central1_dir,
+                "dataset_dir": data, "datalist": data / "semi.json", "cache_dir": store_dir(data), "seed": seed,
+                "ckpt_dir": central1_dir,
                 "output_dir": central1_dir / "runs", "train#trainer#max_epochs": s1["epochs"],
                 "val_interval": s1["epochs"], **stage1_overrides(),
             },
@@ -409,7 +424,8 @@ def run_seed(data: Path, seed: int, work: Path) -> list[dict[str, Any]]:
             "training",
             ["train.json", "distill.json", "demo.json"],
             {
-                "dataset_dir": data, "datalist": data / "semi.json", "seed": seed, "stage1_checkpoint": central1,
+                "dataset_dir": data, "datalist": data / "semi.json", "cache_dir": store_dir(data), "seed": seed,
+                "stage1_checkpoint": central1,
                 "ckpt_dir": central2_dir, "output_dir": central2_dir / "runs",
                 "train#trainer#max_epochs": s2["central_epochs"], "val_interval": s2["central_epochs"],
                 **stage2_overrides(s2["central_samples_per_epoch"]),

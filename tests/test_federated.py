@@ -119,8 +119,12 @@ def test_recipe_is_checked_and_stage_one_refuses_a_site_without_boxes(tmp_path):
     assert config_files(BUNDLE_ROOT, ["train.json", "demo.json"], 1)[1].endswith("configs/demo.json")
 
     site = load_site_settings("site-a", _settings_file(tmp_path, overrides={"device": "cpu"}))
-    overrides = bundle_overrides(site, {"learning_rate": 0.001, "ckpt_dir": "/elsewhere"}, stage=1, seed=3)
+    job = {"learning_rate": 0.001, "ckpt_dir": "/elsewhere", "cache_dir": "/elsewhere/cache"}
+    overrides = bundle_overrides(site, job, stage=1, seed=3)
     assert overrides["ckpt_dir"] == str(tmp_path / "work" / "models")  # the site's folders, not the job's
+    assert overrides["cache_dir"] == str(tmp_path / "work" / "cache")  # each site's own preprocessed store
+    own_store = load_site_settings("site-a", _settings_file(tmp_path, overrides={"cache_dir": "/scratch/store"}))
+    assert bundle_overrides(own_store, job, stage=1, seed=3)["cache_dir"] == "/scratch/store"
     assert overrides["device"] == "cpu" and overrides["learning_rate"] == 0.001
     assert overrides["datalist"] == str(site.datalist)
     for code in ({"learning_rate": "$__import__('os').system('id')"}, {"+train#handlers": [{"_target_": "x.Y"}]}):
@@ -188,6 +192,7 @@ def test_a_site_sends_the_weight_differences_of_its_network_and_nothing_else(pha
     assert steps == 2  # 8 samples, batch 4: FedAvg's weight
     assert metrics and all(name.startswith("val_") and isinstance(v, float) for name, v in metrics.items())
     assert (tmp_path / "work" / "models" / "model.pt").is_file()  # the validated global model, kept at the site
+    assert list((tmp_path / "work" / "cache").glob("*/settings.json"))  # the site's preprocessed store
     # the teacher the AALS handler uses started the round from the received global model (not from the network it
     # was copied from when built) and followed the student slowly (EMA 0.999)
     parser = algo.train_workflow.parser

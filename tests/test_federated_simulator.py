@@ -8,7 +8,7 @@ Sites: ``site-a`` holds R + N, ``site-x`` R + N, ``site-b`` P + N (dealt from on
 * Stage 2 starts from stage 1's global model at ``site-a`` and ``site-b`` (a site without boxes joins stage 2 only);
   ``site-b`` distils its P images with AALS from the received global model (teacher policy ``global``).
 
-Full tier only (two simulator runs, about a minute on an unloaded 2-core machine); needs ``requirements-fl.txt``.
+Full tier only (two simulator runs, about 30 CPU-seconds); needs ``requirements-fl.txt``.
 """
 
 from __future__ import annotations

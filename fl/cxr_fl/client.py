@@ -132,9 +132,11 @@ def bundle_overrides(site: SiteSettings, job_overrides: Mapping[str, Any], stage
 
     The job's overrides come from the server, so they must be plain values: an expression (``$...``), reference
     (``@...``, ``%...``) or ``_target_`` would run code at the site, and is refused unless the site settings say
-    ``"trust_job_expressions": true``. The site's own overrides may use them. Stage 1 trains on R + N
-    (``train.json``'s subsets), so a site without R images cannot take part: it is refused here with a clear error
-    rather than training on negatives only.
+    ``"trust_job_expressions": true``. The site's own overrides may use them. Paths are the site's: ``ckpt_dir``,
+    ``output_dir`` and the preprocessed store ``cache_dir`` (``<work_dir>/cache``; a site may point its overrides at
+    the store its local training already built, or ``""`` for the in-RAM cache) replace any the job gives. Stage 1
+    trains on R + N (``train.json``'s subsets), so a site without R images cannot take part: it is refused here with
+    a clear error rather than training on negatives only.
     """
     code = [f"{key}: {found}" for key, value in job_overrides.items() for found in _expressions({key: value})]
     if code and not site.trust_job_expressions:
@@ -149,6 +151,7 @@ def bundle_overrides(site: SiteSettings, job_overrides: Mapping[str, Any], stage
         datalist=str(site.datalist),
         ckpt_dir=str(site.work_dir / "models"),
         output_dir=str(site.work_dir / "runs"),
+        cache_dir=str(site.work_dir / "cache"),  # the site's preprocessed store, not the installed bundle's folder
         val_interval=NO_LOCAL_VALIDATION,
         seed=site_seed,
     )
