@@ -253,7 +253,10 @@ def run_federated(
     seconds = time.time() - started
     text = (out / "simulator.log").read_text()
     produced = out / "ws" / "server" / "simulate_job" / "app_server" / "FL_global_model.pt"
-    if "Finished FedAvg" not in text or not produced.is_file():
+    # an aborted job (e.g. a site failed and the quorum could not be reached) still prints "Finished FedAvg" and
+    # writes FL_global_model.pt with the results that had arrived: the exit status and the abort line tell it apart
+    aborted = process.returncode != 0 or "Aborting current RUN" in text
+    if aborted or "Finished FedAvg" not in text or not produced.is_file():
         tail = "\n".join(text.splitlines()[-30:])
         raise RuntimeError(f"FLARE job failed (log: {out / 'simulator.log'}):\n{tail}")
     site_cpu = {}  # each site process logs its own CPU time when the job ends (cxr_fl.client)

@@ -63,12 +63,18 @@ def consortium(tmp_path_factory) -> Path:
 
 
 def simulate(job: Path, workspace: Path, sites: list[str], site_config: Path) -> str:
-    """``nvflare simulator`` as the deployment guide types it; returns the combined log."""
+    """``nvflare simulator`` as the deployment guide types it; returns the combined log of a job that finished.
+
+    An aborted job also prints "Finished FedAvg" and writes a global model, so the exit status and FLARE's abort
+    line are checked here.
+    """
     env = dict(os.environ, CXR_FL_SITE_CONFIG=str(site_config), OMP_NUM_THREADS="1")
     command = [str(Path(sys.executable).with_name("nvflare")), "simulator", str(job), "-w", str(workspace)]
     command += ["-c", ",".join(sites), "-t", str(len(sites))]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=workspace.parent)
-    return result.stdout + result.stderr
+    log = result.stdout + result.stderr
+    assert result.returncode == 0 and "Aborting current RUN" not in log, log[-3000:]
+    return log
 
 
 def global_model(workspace: Path) -> dict[str, torch.Tensor]:
