@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from compressed_dicom import save_dicom
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
@@ -22,7 +23,11 @@ def write_dicom(
     with_pixels: bool = True,
     **tags: object,
 ) -> Path:
-    """Write ``pixels`` (rows, cols), uint16 stored values, as a DX DICOM file; ``tags`` set or override tags."""
+    """Write ``pixels`` (rows, cols) as a DX DICOM file; ``tags`` set or override tags.
+
+    Stored values are uint16 (BitsAllocated 16), or uint8 (BitsAllocated 8) when ``bits_stored`` is 8 or less.
+    Works under pydicom 3 and 2.4 (the MONAI Label pins tier runs these tests too).
+    """
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.MediaStorageSOPClassUID = DX_STORAGE
@@ -34,13 +39,14 @@ def write_dicom(
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0
+    allocated = 8 if bits_stored <= 8 else 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = allocated, bits_stored, bits_stored - 1, 0
     ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
     if with_pixels:
-        ds.PixelData = pixels.astype(np.uint16).tobytes()
+        ds.PixelData = pixels.astype(np.uint8 if allocated == 8 else np.uint16).tobytes()
     for keyword, value in tags.items():
         setattr(ds, keyword, value)
-    ds.save_as(path, enforce_file_format=True)
+    save_dicom(ds, path)
     return path
 
 

@@ -114,8 +114,8 @@ def test_folder_inference_accounts_for_every_path_and_reruns_only_what_is_missin
     expected = _mixed_folder(inputs)
     model = _light_model(tmp_path / "model.pt")
     common = ["--dataset_dir", str(inputs), "--output_dir", str(out), "--ckpt_path", str(model), "--score_floor", "0.0"]
-    output = run_bundle("inference", ["inference.json"], *common)
-    assert "inference" in output and "100%" in output  # progress bar
+    output = run_bundle("inference", ["inference.json"], *common, status=2)  # 2: some inputs were refused
+    assert "images (100 %)" in output and "\r" not in output  # progress as plain lines: not a terminal
     assert "7 file(s) refused" in output and "3 path(s) skipped" in output and "flat.dcm" in output  # the log
     summary = json.loads((out / "summary.json").read_text())
     statuses = {os.path.relpath(e["image"], inputs): e["status"] for e in summary["images"]}
@@ -139,7 +139,7 @@ def test_folder_inference_accounts_for_every_path_and_reruns_only_what_is_missin
     # rerun after an interruption: one result lost, one new file; only those two are processed
     (out / "a" / "x.json").unlink()
     write_png(inputs / "new.png", (_radiograph(seed=9) // 16).astype(np.uint8))
-    run_bundle("inference", ["inference.json"], *common, "--skip_existing", "true")
+    run_bundle("inference", ["inference.json"], *common, "--skip_existing", "true", status=2)
     rerun = json.loads((out / "summary.json").read_text())
     processed = sorted(os.path.relpath(e["image"], inputs) for e in rerun["images"] if e["status"] == "processed")
     assert processed == ["a/x.png", "new.png"]
@@ -152,7 +152,7 @@ def test_folder_inference_accounts_for_every_path_and_reruns_only_what_is_missin
     output = run_bundle("inference", ["inference.json"], *common, "--skip_existing", "true")
     final = json.loads((out / "summary.json").read_text())
     assert final["processed"] == 0 and final["existing"] == counts["processed"] + 1
-    assert final["refused"] == 0 and "100%" not in output
+    assert final["refused"] == 0 and "(100 %)" not in output
     assert not (out / DetectionWriter.SPOOL_NAME).exists()
 
 

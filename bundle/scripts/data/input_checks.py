@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scripts.data.decoding import NoDecoderError, decode_plan
+
 __all__ = [
     "ACCEPTED_MODALITIES",
     "CHEST_BODY_PARTS",
@@ -81,25 +83,13 @@ def _check_pixel_count(width: int, height: int, frames: int = 1) -> None:
 
 def _dicom_transfer_syntax(dataset) -> None:
     """Refuse compressed pixel data that no installed decoder reads, naming the syntax and the decoders."""
-    from pydicom.pixels import get_decoder
-
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is None or not syntax.is_compressed:
+    if syntax is None:
         return
-    name = f"{syntax.name} ({syntax})"
     try:
-        decoder = get_decoder(syntax)
-    except NotImplementedError as error:
-        raise InputRefusedError(
-            f"the pixel data uses the transfer syntax {name}, which pydicom cannot decode"
-        ) from error
-    if not decoder.is_available:
-        options = "; ".join(decoder.missing_dependencies) or "a pydicom pixel data plugin"
-        raise InputRefusedError(
-            f"the pixel data is compressed as {name} and no installed decoder reads it; install one of: {options} "
-            "(python-gdcm is BSD-licensed and reads every syntax; see 'Input requirements and errors' in "
-            "docs/data-and-datalists.md)"
-        )
+        decode_plan(syntax)
+    except NoDecoderError as error:
+        raise InputRefusedError(str(error)) from error
 
 
 def _dicom_tags(dataset, policy: str, warnings: list[str]) -> None:

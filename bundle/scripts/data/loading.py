@@ -7,6 +7,9 @@ radiographs is added here:
   means dark); a MONOCHROME1 and a MONOCHROME2 file of the same exposure must give the same tensor.
 * ``PILReader`` returns stored channels as they are (palette indices, C/M/Y/K planes): every PIL colour model is
   converted to grey or refused by :func:`scripts.data.colour.pil_to_grey`.
+* ``PydicomReader`` lets pydicom try its decoders in pydicom's own order, GDCM first for JPEG 2000, and GDCM can
+  abort the process on a corrupt stream: :mod:`scripts.data.decoding` chooses the decoder per transfer syntax and
+  runs the ones that can end the process in a child process (:class:`RadiographDicomReader`).
 * Before decoding, :func:`scripts.data.input_checks.check_header` refuses what must not be scored (a huge announced
   size, several frames or slices, compressed DICOM without a decoder, a DICOM that says it is not a frontal chest
   radiograph) and collects warnings; after decoding, :func:`scripts.data.input_checks.check_content` refuses an image
@@ -33,6 +36,7 @@ from monai.data import MetaTensor, NibabelReader, PILReader, PydicomReader
 from monai.transforms import MapTransform
 
 from scripts.data.colour import LUMA_WEIGHTS, GreyConversionError, pil_to_grey
+from scripts.data.decoding import DecodeError, pixel_array
 from scripts.data.input_checks import InputRefusedError, check_content, check_header
 
 __all__ = ["CXRInputError", "LoadCXRImaged", "SUPPORTED_SUFFIXES", "WARNINGS_KEY", "load_cxr", "image_format"]
@@ -91,7 +95,11 @@ def image_format(path: str | Path) -> str:
 
 
 class RadiographDicomReader(PydicomReader):
-    """MONAI's ``PydicomReader`` for one large radiograph, without two costs that serve no purpose here.
+    """MONAI's ``PydicomReader`` for one large radiograph: decoding that cannot end the process, and two costs less.
+
+    MONAI reads ``img.pixel_array``, so pydicom tries its decoders in its own order, GDCM first for JPEG 2000, and
+    GDCM aborts the process on some corrupt streams; here :func:`scripts.data.decoding.pixel_array` chooses the
+    decoder and contains those that can crash (RescaleSlope/Intercept are then applied as MONAI applies them).
 
     With ``prune_metadata=False`` (we keep PhotometricInterpretation and bit depth) MONAI serialises the whole
     header with ``to_json_dict``, pixel data included, base64-encoding 12 MB of a 2,500-pixel radiograph only to
@@ -111,6 +119,14 @@ class RadiographDicomReader(PydicomReader):
         for key in ("7FE00008", "7FE00009", "7FE00010", "FFFCFFFC"):  # pixel data and trailing padding, as MONAI
             metadata.pop(key, None)
         return metadata
+
+    def _get_array_data(self, img: Any, filename: Any) -> np.ndarray:
+        data = pixel_array(img, filename)
+        # as PydicomReader._get_array_data after its img.pixel_array: float32 and rescaled when either tag is present
+        slope, intercept = getattr(img, "RescaleSlope", None), getattr(img, "RescaleIntercept", None)
+        if slope is None and intercept is None:
+            return data
+        return data.astype(np.float32) * (1.0 if slope is None else slope) + (0.0 if intercept is None else intercept)
 
 
 #: Formats whose reader returns the file's (row, column) order: load_cxr swaps to (x, y) = (column, row).
@@ -207,6 +223,8 @@ def load_cxr(path: str | Path, dicom_tags: str = "refuse") -> MetaTensor:
             array, meta = reader.get_data(reader.read(str(path)))
     except (InputRefusedError, GreyConversionError) as error:
         raise CXRInputError(f"{path}: {error}.") from error
+    except DecodeError as error:  # names the transfer syntax and what each decoder said (or that it crashed)
+        raise CXRInputError(f"{path}: cannot read as DICOM image: {error}.") from error
     except Exception as error:  # the readers raise many types; re-raise one that names the file
         message = str(error).strip()
         reason = message.splitlines()[-1] if message else type(error).__name__

@@ -42,18 +42,20 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, DataLoader, Dataset
+from monai.data import DataLoader, Dataset
 from monai.transforms import Compose
 
+from scripts.data.cache import CheckedCacheDataset
 from scripts.data.datalist import real_path
 from scripts.data.transforms import ScaleBoxesd
+from scripts.utils.progress import PeriodicProgress, is_terminal
 
 __all__ = [
     "PREPROCESSING_VERSION",
@@ -285,13 +287,14 @@ class PreprocessedStore:
         progress: bool = True,
         rank: int | None = None,
         world_size: int | None = None,
+        desc: str = "data",
     ) -> BuildReport:
         """Build the missing entries of ``sources`` in ``num_workers`` processes (0: this one), with a progress bar.
 
         Under ``torch.distributed`` (or with ``rank``/``world_size``) rank ``r`` first builds the missing entries
         ``r, r + w, ...`` and then any others still missing, so ranks share the work without waiting for each
         other. Files that cannot be preprocessed are not stored; they are listed in the report and in
-        ``refused.json`` (and retried by the next build).
+        ``refused.json`` (and retried by the next build). ``desc`` names the data in the progress output.
         """
         start = time.perf_counter()
         sources = list(dict.fromkeys(str(s) for s in sources))
@@ -323,7 +326,7 @@ class PreprocessedStore:
                 _BuildJobs(self, order), batch_size=None, shuffle=False, num_workers=num_workers,
                 collate_fn=lambda job: job, persistent_workers=False, generator=torch.Generator(),
             )  # fmt: skip
-            bar = _progress(loader, len(order), progress and rank == 0, "preprocessed store")
+            bar = _progress(loader, len(order), progress and rank == 0, f"preprocessed store ({desc})")
             for source, reason, written in bar:
                 if reason:
                     report.refused[source] = reason
@@ -456,12 +459,21 @@ def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]
 
 
 def _progress(iterable: Iterable, total: int, enabled: bool, desc: str) -> Iterable:
-    """tqdm (a requirement; MONAI's CacheDataset shows its progress with it too), or the plain iterable."""
+    """tqdm in a terminal (a requirement; MONAI's CacheDataset shows its progress with it too), plain periodic log
+    lines otherwise (a CI log, ``nohup``: :class:`scripts.utils.progress.PeriodicProgress`), or the bare iterable."""
     if not enabled:
         return iterable
+    if not is_terminal():
+        return _logged(iterable, PeriodicProgress(total, desc))
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit="img", smoothing=0.05)
+
+
+def _logged(iterable: Iterable, lines: PeriodicProgress) -> Iterator:
+    for item in iterable:
+        yield item
+        lines.update()
 
 
 class StoreDataset(Dataset):
@@ -511,12 +523,18 @@ def preprocessed_dataset(
     progress: bool = True,
     check_items: bool = True,
     dtype: str = "float16",
+    desc: str = "data",
+    replace_unreadable: bool = False,
 ) -> Dataset:
-    """The dataset a config asks for: a :class:`StoreDataset` with ``cache_dir``, else MONAI's in-RAM ``CacheDataset``.
+    """The dataset a config asks for: a :class:`StoreDataset` with ``cache_dir``, else an in-RAM ``CacheDataset``
+    (:class:`scripts.data.cache.CheckedCacheDataset`).
 
-    With a ``cache_dir`` the store is built for ``data`` first (``num_workers`` processes, progress bar); if any
-    file cannot be preprocessed, :class:`StoreBuildError` lists all of them (the others stay stored, so the
-    rerun after fixing the datalist starts where this one stopped). Items with boxes or a label map then go
+    Either way every image is read before the first step, and unreadable ones refuse the data set in one error
+    that lists them all: a corrupt DICOM whose decoder crashes is one of them (the crash is contained in a child
+    process, :mod:`scripts.data.decoding`), never the end of a run. With a ``cache_dir`` the store is built for
+    ``data`` first (``num_workers`` processes, progress bar); if any file cannot be preprocessed,
+    :class:`StoreBuildError` lists all of them (the others stay stored, so the rerun after fixing the datalist
+    starts where this one stopped). Items with boxes or a label map then go
     through ``item_transforms`` once, so that a box outside its image is refused before the first step, as the
     in-RAM cache would.
 
@@ -534,21 +552,25 @@ def preprocessed_dataset(
         dtype: dtype of the stored images: float16 for training (what the in-RAM training cache holds), float32 for
             validation and test images (what the network was evaluated on in RAM); an image is in one split only, so
             nothing is stored twice.
+        desc: what the data are, for the progress and the refusal (e.g. ``"training data"``).
+        replace_unreadable: in-RAM path with ``cache_rate`` below 1 only: an uncached image that cannot be read
+            during training is replaced by the next readable one with a warning (the store reads every image first).
 
     The store's build report is the dataset's ``build_report`` attribute.
     """
     if not cache_dir:
-        return CacheDataset(
-            data=data, transform=full_transform, cache_rate=cache_rate, copy_cache=copy_cache,
-            num_workers=num_workers, progress=progress,
+        return CheckedCacheDataset(
+            data=data, transform=full_transform, desc=desc, replace_unreadable=replace_unreadable,
+            cache_rate=cache_rate, copy_cache=copy_cache, num_workers=num_workers, progress=progress,
         )  # fmt: skip
     store = PreprocessedStore(cache_dir, image_transforms, dtype=dtype)
-    report = store.build([item["image"] for item in data], num_workers=num_workers, progress=progress)
+    report = store.build([item["image"] for item in data], num_workers=num_workers, progress=progress, desc=desc)
     if report.refused:
         listing = "\n  ".join(f"{path}: {reason}" for path, reason in list(report.refused.items())[:50])
         more = f"\n  ... and {len(report.refused) - 50} more" if len(report.refused) > 50 else ""
         raise StoreBuildError(
-            f"{len(report.refused)} of {report.total} images cannot be used (listed in "
+            f"{desc}: {len(report.refused)} of {report.total} images cannot be used, so the run stops before its "
+            f"first step. Remove them from the datalist (or replace them) and start again (listed in "
             f"{store.folder / 'refused.json'}):\n  {listing}{more}"
         )
     dataset = StoreDataset(data, store, Compose(list(item_transforms)), path_key=path_key)

@@ -94,6 +94,8 @@ class DetectionWriter:
         self.skipped = [dict(entry) for entry in skipped]
         self._spool: IO[str] | None = None
         self._reset_counts()
+        #: the counts of the last summary.json, skipped paths included (for :meth:`exit_if_refused`)
+        self.summary_counts: dict[str, int] = {}
 
     #: Entries of the images run on, one JSON line each, appended as they come (``summary.json`` is built from it).
     SPOOL_NAME = ".summary.partial.jsonl"
@@ -207,6 +209,7 @@ class DetectionWriter:
         counts = dict(self.counts)
         for entry in self.skipped:
             counts[entry["status"]] += 1
+        self.summary_counts = counts
         header = {**counts, "with_warnings": self.with_warnings}
         with atomic_open(self.output_dir / "summary.json", durable=False) as out:
             out.write(json.dumps(header, indent=2)[:-2] + ',\n  "images": [')  # the header object, left open
@@ -240,6 +243,22 @@ class DetectionWriter:
             listing += f"\n  ... and {more} more (summary.json lists them)" if more > 0 else ""
             logger.warning("inference: %d file(s) refused:\n%s", counts["refused"], listing)
         return counts
+
+    def exit_if_refused(self, status: int = 2) -> None:
+        """End the process with ``status`` when the last summary refused any input (``status`` 0: never).
+
+        Inference goes on past every refused file; the exit status is how a script or a scheduler learns that some
+        inputs have no result (``summary.json`` says which and why). Paths that are not image files (``skipped``)
+        do not count.
+        """
+        refused = self.summary_counts.get("refused", 0)
+        if refused and int(status):
+            total = refused + self.summary_counts.get("processed", 0)
+            logger.error(
+                "inference: %d of %d image file(s) refused (reasons in %s); exit status %d",
+                refused, total, self.output_dir / "summary.json", int(status),
+            )  # fmt: skip
+            raise SystemExit(int(status))
 
 
 #: Statuses of ``summary.json`` entries, in the order they are counted.
