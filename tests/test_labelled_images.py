@@ -95,19 +95,24 @@ def test_train_config_runs_one_epoch_with_monai_label_overrides(tmp_path):
     """
     import monai.bundle
     from conftest import BUNDLE_ROOT
+    from helpers import write_dicom
     from monai.bundle import ConfigParser
 
     from cxr_phantom import render_phantom, write_png
 
     pairs = []
-    for index in range(5):
+    for index in range(5):  # DICOM and PNG images, as MONAI Label's datastore holds them
         phantom = render_phantom(np.random.default_rng([7, index]), size=96, difficulty=0.0, num_fractures=index % 3)
-        write_png(tmp_path / f"i{index}.png", phantom.pixels)
+        if index % 2:
+            write_dicom(tmp_path / f"i{index}.dcm", phantom.pixels, Modality="DX", BodyPartExamined="CHEST")
+        else:
+            write_png(tmp_path / f"i{index}.png", phantom.pixels)
         label = np.zeros(phantom.pixels.shape, np.uint8)  # rows = y
         for (x1, y1, x2, y2), name in zip(phantom.boxes, phantom.box_classes, strict=True):
             label[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))] = 1 + ("rib", "clavicle").index(name)
         Image.fromarray(label).save(tmp_path / f"l{index}.png")
-        pairs.append({"image": str(tmp_path / f"i{index}.png"), "label": str(tmp_path / f"l{index}.png")})
+        image = tmp_path / f"i{index}.{'dcm' if index % 2 else 'png'}"
+        pairs.append({"image": str(image), "label": str(tmp_path / f"l{index}.png")})
     config = ConfigParser()
     config.read_config(BUNDLE_ROOT / "configs" / "train.json")
     monai_label_overrides = {
