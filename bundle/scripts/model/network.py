@@ -4,19 +4,36 @@ The paper (Wang et al., IPMI 2021) uses ResNet-50 + FPN and reads the finest pyr
 per-pixel fracture probability map. MONAI has both pieces (``monai.networks.nets.ResNet`` and
 ``monai.networks.blocks.FeaturePyramidNetwork``) but no module that joins them without torchvision, so this
 file only wires them together and adds a small prediction head.
+
+Every state dict of the network records its definition and the bundle version (:mod:`scripts.model.record`), and
+loading weights of another definition fails in one line that names both and the fix.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from monai.networks.blocks.feature_pyramid_network import FeaturePyramidNetwork
 from monai.networks.nets.resnet import ResNet
 from torch import nn
 
+from scripts.model.record import (
+    RECORD_KEY,
+    NetworkMismatchError,
+    decode_record,
+    definition_from_weights,
+    encode_record,
+    mismatch_message,
+)
+
 __all__ = ["FractureHeatmapNet", "OUTPUT_STRIDE"]
+
+logger = logging.getLogger(__name__)
 
 #: Spatial down-sampling between the network input and its heatmap (conv1 stride 2, max-pool stride 2).
 OUTPUT_STRIDE = 4
@@ -38,6 +55,11 @@ class FractureHeatmapNet(nn.Module):
     Shapes:
         input ``(B, in_channels, H, W)`` with H and W multiples of 32;
         output ``(B, num_classes, H / 4, W / 4)`` logits (apply a sigmoid for probabilities).
+
+    State dict: besides the weights, ``_extra_state`` holds the record of the network (the arguments above that
+    decide the weights' shapes, and the bundle version; :mod:`scripts.model.record`). ``load_state_dict`` refuses a
+    record or weights of another definition with :class:`scripts.model.record.NetworkMismatchError` (one line), and
+    loads a state dict without a record (earlier releases) with a warning.
     """
 
     def __init__(
@@ -85,6 +107,60 @@ class FractureHeatmapNet(nn.Module):
         )
         nn.init.constant_(self.head[-1].bias, math.log(prior_probability / (1.0 - prior_probability)))
         self.num_classes = num_classes
+        # JSON text, not a dict attribute: TorchScript scripts module attributes and has no type for a mixed dict
+        self._definition_json = json.dumps(
+            {"_target_": f"{type(self).__module__}.{type(self).__qualname__}", "block": block,
+             "layers": [int(v) for v in layers], "widths": [int(v) for v in widths], "fpn_channels": int(fpn_channels),
+             "num_classes": int(num_classes), "in_channels": int(in_channels)}
+        )  # fmt: skip
+
+    @torch.jit.unused
+    def network_definition(self) -> dict[str, Any]:
+        """The ``network_def`` of this network: ``_target_`` and the arguments that decide the weights' shapes."""
+        return json.loads(self._definition_json)
+
+    @torch.jit.unused
+    def get_extra_state(self) -> torch.Tensor:
+        """The network record saved in every state dict (:func:`scripts.model.record.encode_record`)."""
+        return encode_record(self.network_definition())
+
+    @torch.jit.unused
+    def set_extra_state(self, state: Any) -> None:
+        """Check the record of the weights being loaded against this network (called by ``load_state_dict``)."""
+        record = decode_record(state)
+        saved, built = record.get("network_def", {}), self.network_definition()
+        keys = ("block", "layers", "widths", "fpn_channels", "num_classes", "in_channels")
+        if any(saved.get(key) != built[key] for key in keys):
+            source = "this checkpoint"
+            raise NetworkMismatchError(mismatch_message(saved, built, source, str(record.get("bundle_version"))))
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        # A state dict without the record (earlier releases): read its network from the weights' shapes, so that a
+        # mismatch is one line here instead of PyTorch's list of size mismatches; then load it with a warning.
+        has_record = prefix + RECORD_KEY in state_dict
+        if not has_record:
+            saved = definition_from_weights(state_dict, prefix)
+            built = self.network_definition()
+            if saved is not None and any(saved[key] != built[key] for key in saved):
+                raise NetworkMismatchError(mismatch_message(saved, built, "this checkpoint", None))
+            logger.warning(
+                "loading weights without a network record (saved by a bundle release before the record existed); "
+                "their shapes fit the network built from the config"
+            )
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        if not has_record and prefix + RECORD_KEY in missing_keys:
+            missing_keys.remove(prefix + RECORD_KEY)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Return fracture logits ``(B, num_classes, H / 4, W / 4)`` for ``image`` ``(B, C, H, W)``."""
