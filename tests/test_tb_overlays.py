@@ -38,8 +38,9 @@ def test_render_crops_padding_and_draws_expert_boxes_in_white():
     handler = TensorBoardOverlayHandler(class_names=["rib", "clavicle"], summary_writer=_Writer())
     batch, output = _item((10.0, 6.0, 20.0, 16.0))
     image = handler.render({**batch, **output})
-    assert image.dtype == np.uint8 and image.shape == (3, 16, 32)  # (channels, rows = y, columns = x)
-    white = np.all(image == np.asarray(BOX_COLOUR, np.uint8)[:, None, None], axis=0)
+    # (channels, rows = y, columns = x): the 16 x 32 content, then the legend band below it
+    assert image.dtype == np.uint8 and image.shape[0] == 3 and image.shape[1] > 16 and image.shape[2] == 32
+    white = np.all(image[:, :16] == np.asarray(BOX_COLOUR, np.uint8)[:, None, None], axis=0)
     rows, cols = np.nonzero(white)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (3, 8, 5, 10)  # box scaled by 0.5
 
