@@ -112,3 +112,16 @@ def test_inference_with_the_other_networks_checkpoint_fails_in_one_line(tmp_path
     last = output.strip().splitlines()[-1]
     assert last.startswith(f"error: {path} holds the light network (demo.json)")
     assert last.endswith("add bundle/configs/demo.json to --config_file")
+
+
+def test_legacy_format_checkpoint_is_read_and_an_unreadable_file_is_left_to_the_loader(tmp_path):
+    legacy = tmp_path / "legacy.pt"  # PyTorch's pre-1.6 serialisation, which cannot be memory-mapped
+    torch.save({"model": FractureHeatmapNet(**TESTS).state_dict()}, legacy, _use_new_zipfile_serialization=False)
+    assert read_checkpoint_network(legacy) == ({**TESTS, "num_classes": 2, "in_channels": 1}, bundle_version())
+    with pytest.raises(SystemExit, match="holds the light network"):
+        legacy_light = tmp_path / "legacy_light.pt"
+        torch.save(FractureHeatmapNet(**DEMO).state_dict(), legacy_light, _use_new_zipfile_serialization=False)
+        check_checkpoint(legacy_light, FractureHeatmapNet())
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    check_checkpoint(garbage, FractureHeatmapNet())  # no verdict here: the checkpoint loader names the problem

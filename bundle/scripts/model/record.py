@@ -168,7 +168,10 @@ def mismatch_message(saved: Mapping[str, Any], built: Mapping[str, Any], source:
 def read_checkpoint_network(path: str | Path, key: str = "model") -> tuple[dict[str, Any] | None, str | None]:
     """``(definition, bundle version)`` of the network in a checkpoint file; version None for a file without a
     record (definition read from the weights, or None if they are not this bundle's network)."""
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:  # memory-mapped: only the record and the small tensors needed here are read
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # a file in PyTorch's legacy (non-zip) format cannot be memory-mapped
+        state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
         state = state[key]
     if not isinstance(state, Mapping):
@@ -189,6 +192,9 @@ def check_checkpoint(path: str | Path, network: torch.nn.Module) -> None:
     if definition is None or not Path(path).is_file():
         return
     built = _shape_arguments(definition())
-    saved, version = read_checkpoint_network(path)
+    try:
+        saved, version = read_checkpoint_network(path)
+    except Exception:  # an unreadable file: the checkpoint loader reports it with its own words
+        return
     if saved is not None and saved != built:
         raise SystemExit(f"error: {mismatch_message(saved, built, str(path), version)}")
