@@ -218,20 +218,31 @@ def _datalist(folder: Path, images: list[Path], validation: list[Path]) -> Path:
     return folder
 
 
-def test_training_datalist_with_corrupt_files_is_refused_before_training(tmp_path, crash_file):
+@pytest.mark.parametrize("store", [True, False], ids=["preprocessed_store", "in_ram_cache"])
+def test_training_datalist_with_corrupt_files_is_refused_before_training(tmp_path, crash_file, store):
+    """Both training data paths read every image first, through the contained decoding, and list all bad files."""
     sources = _sources(tmp_path / "sources")
     good = [write_dicom(tmp_path / f"good{i}.dcm", np.roll(_radiograph(), 7 * i, axis=1), **CHEST) for i in range(6)]
     rle = _compressed(tmp_path, sources, "rle")
     bad = [corrupt(rle, tmp_path / "bad_rle.dcm", "truncated"), tmp_path / "bad_j2k.dcm"]
     bad[1].write_bytes(crash_file.path.read_bytes())
-    models = tmp_path / "models"
+    models, cache = tmp_path / "models", tmp_path / "cache"
     result = _bundle(
         "training", ["train.json"], "--dataset_dir", str(_datalist(tmp_path, good[:4] + bad, good[4:])),
         "--ckpt_dir", str(models), "--output_dir", str(tmp_path / "runs"), "--train#trainer#max_epochs", "1",
+        "--cache_dir", str(cache) if store else "", "--num_workers", "2",
     )  # fmt: skip
     log = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "training data: 2 of 6 images cannot be read; nothing was trained" in log, log[-3000:]
+    if store:  # built in DataLoader worker processes: GDCM's abort would have killed one and ended the run
+        assert "training data: 2 of 6 images cannot be used, so the run stops before its first step" in log, log[-3000:]
+        refused = json.loads(next(cache.glob("*/refused.json")).read_text())
+        assert sorted(refused) == sorted(str(path) for path in bad)
+        if crash_file.aborts:
+            assert CRASH_REASON in refused[str(bad[1])] and "1.2.840.10008.1.2.4.90" in refused[str(bad[1])]
+    else:
+        assert "training data: 2 of 6 images cannot be read; nothing was trained" in log, log[-3000:]
+    assert "exited unexpectedly" not in log  # no DataLoader worker died
     assert all(str(path) in log for path in bad) and not any(f"{path}:" in log for path in good)
     assert "Epoch[1]" not in log and not list(models.glob("*.pt"))  # refused before the first iteration
 

@@ -240,3 +240,25 @@ def test_training_from_the_store_gives_the_weights_of_the_in_ram_cache(
     in_ram_metrics = read_metrics_csv(tmp_path / "runs" / "validation" / "metrics.csv")
     assert stored_metrics.keys() == in_ram_metrics.keys()
     assert all(np.isclose(stored_metrics[k], in_ram_metrics[k], rtol=0, equal_nan=True) for k in stored_metrics)
+
+
+def test_a_file_that_turns_unreadable_after_the_build_never_ends_training(tmp_path: Path, caplog) -> None:
+    """Its entry is rebuilt when read (new file key); training takes the next image, validation names the file."""
+    import logging
+
+    from scripts.data.loading import CXRInputError
+
+    sources = write_images(tmp_path / "images", 3)
+    items = [{"image": source} for source in sources]
+    training = preprocessed_dataset(
+        items, image_chain(32), [], None, tmp_path / "cache", progress=False, desc="training data",
+        replace_unreadable=True,
+    )  # fmt: skip
+    validation = preprocessed_dataset(items, image_chain(32), [], None, tmp_path / "cache", progress=False)
+    Path(sources[1]).write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # replaced after the build: a new file key
+    with caplog.at_level(logging.WARNING):
+        item = training[1]
+    assert item["image"].shape == (1, 32, 32) and torch.equal(item["image"], training[2]["image"])
+    assert f"training data: skipped {sources[1]}, which cannot be read now" in caplog.text
+    with pytest.raises(CXRInputError, match=f"^{sources[1]}: "):
+        validation[1]

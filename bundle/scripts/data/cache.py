@@ -26,7 +26,7 @@ from monai.data import CacheDataset
 from scripts.data.loading import CXRInputError
 from scripts.utils.progress import PeriodicProgress, is_terminal
 
-__all__ = ["CheckedCacheDataset"]
+__all__ = ["CheckedCacheDataset", "unreadable_cause"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 _LISTED = 50
 
 
-def _unreadable(error: BaseException) -> CXRInputError | None:
+def unreadable_cause(error: BaseException) -> CXRInputError | None:
     """The :class:`CXRInputError` behind a failed transform chain (MONAI wraps it in ``RuntimeError("applying
     transform ...")``), or None when the failure is something else (a bug is raised, not listed)."""
     while isinstance(error, RuntimeError) and str(error).startswith("applying transform") and error.__cause__:
@@ -100,7 +100,7 @@ class CheckedCacheDataset(CacheDataset):
         try:
             return super()._load_cache_item(idx)
         except Exception as error:
-            cause = _unreadable(error)
+            cause = unreadable_cause(error)
             if cause is None:
                 raise
             self._failures[idx] = str(cause)  # collected: every unreadable file is listed at once, before training
@@ -115,7 +115,7 @@ class CheckedCacheDataset(CacheDataset):
             try:
                 return super()._transform(index)
             except Exception as error:
-                cause = _unreadable(error)
+                cause = unreadable_cause(error)
                 if cause is None:
                     raise
                 raise cause from error  # the file and its reason, not MONAI's "applying transform <object at 0x...>"
@@ -124,7 +124,7 @@ class CheckedCacheDataset(CacheDataset):
             try:
                 return super()._transform(position)
             except Exception as error:
-                cause = _unreadable(error)
+                cause = unreadable_cause(error)
                 if cause is None or position < self.cache_num:  # cached items were read already: not a bad file
                     raise
                 # an image outside the cache, first read during training: warn and take the next one

@@ -52,8 +52,9 @@ import torch
 from monai.data import DataLoader, Dataset
 from monai.transforms import Compose
 
-from scripts.data.cache import CheckedCacheDataset
+from scripts.data.cache import CheckedCacheDataset, unreadable_cause
 from scripts.data.datalist import real_path
+from scripts.data.loading import CXRInputError
 from scripts.data.transforms import ScaleBoxesd
 from scripts.utils.progress import PeriodicProgress, is_terminal
 
@@ -73,6 +74,8 @@ logger = logging.getLogger(__name__)
 
 #: Bump when the *output* of the loaders or the letterbox changes for the same settings (a bug fix, a new decoder):
 #: every store then starts a new folder. Settings changes need no bump: they are in the fingerprint.
+#: Not bumped for the per-syntax DICOM decoders (scripts.data.decoding): on a 512 x 480 test radiograph GDCM, Pillow
+#: and pylibjpeg-openjpeg gave identical pixels for lossy JPEG baseline and JPEG 2000.
 PREPROCESSING_VERSION = 1
 #: Keys an entry stores besides the image (what LoadCXRImaged and LetterboxResized add that training reads).
 ENTRY_KEYS = ("original_size", "scale", "input_warnings")
@@ -488,6 +491,11 @@ class StoreDataset(Dataset):
         store: the store (built or not: a missing entry is built when read).
         transform: per-item transforms after the stored ones.
         path_key: key to receive the image's path (e.g. ``"image_path"``), or None.
+        desc: what the data are, for the warnings (e.g. ``"training data"``).
+        replace_unreadable: an image whose entry must be rebuilt during the run (its file changed after the build)
+            and can no longer be read is replaced by the next readable one, with a warning naming it (training);
+            otherwise the file's :class:`scripts.data.loading.CXRInputError` is raised (validation, evaluation,
+            where each image counts once).
     """
 
     def __init__(
@@ -496,12 +504,31 @@ class StoreDataset(Dataset):
         store: PreprocessedStore,
         transform: Callable | None = None,
         path_key: str | None = None,
+        desc: str = "data",
+        replace_unreadable: bool = False,
     ) -> None:
         super().__init__(data=data, transform=transform)
         self.store, self.path_key = store, path_key
+        self.desc, self.replace_unreadable = desc, replace_unreadable
         self.build_report: BuildReport | None = None
 
     def _transform(self, index: int) -> Any:
+        attempts = len(self.data) if self.replace_unreadable else 1
+        for attempt in range(attempts):
+            position = (index + attempt) % len(self.data)
+            try:
+                return self._item(position)
+            except Exception as error:
+                cause = unreadable_cause(error)
+                if cause is None:
+                    raise
+                if not self.replace_unreadable:
+                    raise cause from error  # the file and its reason, not MONAI's "applying transform ..."
+                source = self.data[position][self.store.image_key]
+                logger.warning("%s: skipped %s, which cannot be read now: %s", self.desc, source, cause)
+        raise CXRInputError(f"{self.desc}: no image can be read.")
+
+    def _item(self, index: int) -> Any:
         item = dict(self.data[index])
         source = item[self.store.image_key]
         if self.path_key:
@@ -553,8 +580,9 @@ def preprocessed_dataset(
             validation and test images (what the network was evaluated on in RAM); an image is in one split only, so
             nothing is stored twice.
         desc: what the data are, for the progress and the refusal (e.g. ``"training data"``).
-        replace_unreadable: in-RAM path with ``cache_rate`` below 1 only: an uncached image that cannot be read
-            during training is replaced by the next readable one with a warning (the store reads every image first).
+        replace_unreadable: an image that cannot be read during training (in RAM: outside the cache with
+            ``cache_rate`` below 1; store: its file changed after the build) is replaced by the next readable one,
+            with a warning naming it, instead of ending the run.
 
     The store's build report is the dataset's ``build_report`` attribute.
     """
@@ -573,7 +601,10 @@ def preprocessed_dataset(
             f"first step. Remove them from the datalist (or replace them) and start again (listed in "
             f"{store.folder / 'refused.json'}):\n  {listing}{more}"
         )
-    dataset = StoreDataset(data, store, Compose(list(item_transforms)), path_key=path_key)
+    dataset = StoreDataset(
+        data, store, Compose(list(item_transforms)), path_key=path_key, desc=desc,
+        replace_unreadable=replace_unreadable,
+    )  # fmt: skip
     dataset.build_report = report
     if check_items:
         _check_items(dataset, item_transforms)
