@@ -33,16 +33,18 @@ def test_benchmark_command_at_tiny_size_survives_a_kill_and_resumes(tmp_path):
             break
     first.wait(timeout=60)
     assert first.returncode == -signal.SIGKILL, "".join(seen[-40:])
-    killed_arm = tmp_path / "seed0" / "top" / "control"
+    killed_arm = tmp_path / "seed0" / "low" / "control"  # the tiny priority list: top aals first, then low control
     assert killed_arm.is_dir() and not (killed_arm / "result.json").exists()
 
     second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-4000:]
     progress = [line for line in output.splitlines() if line.startswith("[ablation")]
-    # done before the kill: seed 0's and seed 1's stage 1 (with their level snapshots), seed 0's top-level teacher
-    assert any("3 already done" in line for line in progress), progress[:6]
-    assert not any(": stage 1, " in line for line in progress)  # finished steps are not redone
+    # done before the kill, in the priority order: seed 0's stage 1 (with its level snapshots), its top-level teacher
+    # and AALS arm, its low-level teacher
+    assert any("4 already done" in line for line in progress), progress[:6]
+    assert any("step 1/" in line and "seed 0 level low: control" in line for line in progress), progress[:6]
+    assert not any("seed 0: stage 1, " in line for line in progress)  # finished steps are not redone
 
     record = json.loads((tmp_path / "ablation_v2_tiny.json").read_text())
     assert set(record) >= REQUIRED_KEYS
