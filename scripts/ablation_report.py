@@ -250,6 +250,16 @@ def _cell(entry: dict[str, float] | None) -> str:
     return f"{entry['difference']:+.3f} [{entry['lower']:+.3f}, {entry['upper']:+.3f}] {label}"
 
 
+def _compute_text(record: dict[str, Any]) -> str:
+    """The finished steps' cost summed over invocations, or (older records) the last invocation's wall time."""
+    compute = record.get("compute")
+    if not compute:
+        return f"Wall time {record['minutes']:.0f} min ({record['child_cpu_minutes']:.0f} CPU-min in bundle runs)"
+    return (f"Compute: stage-1 training {compute['stage1_trainer_minutes']:.0f} min (trainer time), stage-2 arms and "
+            f"teacher evaluations {compute['stage2_and_teacher_minutes']:.0f} min wall "
+            f"({compute['stage2_and_teacher_cpu_minutes']:.0f} CPU-min), summed over the invocations")  # fmt: skip
+
+
 def _not_run_note(record: dict[str, Any]) -> list[str]:
     """A paragraph naming, grouped by level and arm, the protocol's steps a budget cut left undone, or nothing."""
     not_run = record.get("not_run", [])
@@ -337,8 +347,7 @@ def markdown_v2(record: dict[str, Any]) -> str:
         f"validated checkpoints reaching the validation rib AUROC shown, the top level its best checkpoint. "
         f"Stage 2: {record['stage2_epochs']} x {s2['samples_per_epoch']} "
         f"samples ({record['passes_over_p']:.1f} passes over P), mix {s2['mix']}, control {s2['control_mix']}, "
-        f"a0 {s2['a0']:g}, t {s2['t']:g}, EMA decay {s2['ema_decay']:g}, pos_weight 1. Wall time "
-        f"{record['minutes']:.0f} min ({record['child_cpu_minutes']:.0f} CPU-min in bundle runs) on "
+        f"a0 {s2['a0']:g}, t {s2['t']:g}, EMA decay {s2['ema_decay']:g}, pos_weight 1. {_compute_text(record)} on "
         f"{machine['cpus']} CPU cores{machine.get('note', '')}; this machine's bare training step: "
         f"{machine['bare_step_samples_per_s']:.1f} samples/s (the largest of the "
         f"{len(machine.get('bare_step_measurements', [0]))} measured at the start of each invocation: on a shared "

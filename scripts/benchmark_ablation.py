@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -184,12 +185,38 @@ def build_record(
     record["p_dose"] = _p_dose(settings, runs, analysis)
     record["stage1_spread"] = _stage1_spread(settings, runs, record["levels"])
     record["payoff"] = payoff(record["levels"], record["intervals"])
+    record["compute"] = _compute(bench.work, runs)
     plan = bench.plan()
     record["planned_steps"] = len(plan)
     record["not_run"] = [step.name for step in plan if not step.done()]
     if tuned:
         record["tuning"] = tuned
     return record
+
+
+def _compute(work: Path, runs: list[dict[str, Any]]) -> dict[str, float]:
+    """What the finished steps cost, summed over every invocation that made them (a resumed benchmark's own wall time
+    covers only its last invocation): stage-2 arms and teacher evaluations from their records, stage-1 training from
+    the trainer's per-epoch times in each seed's logs (the last time logged for each epoch: a resumed epoch counts
+    once)."""
+    epoch_seconds = 0.0
+    for stage1 in sorted(work.glob("seed*/stage1")):
+        if not (stage1 / "checkpoint_final.pt").is_file():
+            continue
+        per_epoch: dict[int, float] = {}
+        for log_file in sorted(stage1.parent.glob("stage1_run*.log"), key=lambda f: int(f.stem[len("stage1_run"):])):
+            for match in _TRAINER_EPOCH.finditer(log_file.read_text()):
+                hours, minutes, seconds = (float(v) for v in match.group(2, 3, 4))
+                per_epoch[int(match.group(1))] = 3600 * hours + 60 * minutes + seconds
+        epoch_seconds += sum(per_epoch.values())
+    return {
+        "stage2_and_teacher_minutes": round(sum(r.get("minutes") or 0.0 for r in runs), 1),
+        "stage2_and_teacher_cpu_minutes": round(sum(r.get("child_cpu_minutes") or 0.0 for r in runs), 1),
+        "stage1_trainer_minutes": round(epoch_seconds / 60, 1),
+    }
+
+
+_TRAINER_EPOCH = re.compile(r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
 
 
 def _stage1_spread(settings: dict[str, Any], runs: list[dict[str, Any]], levels: list[dict]) -> dict[str, Any]:
