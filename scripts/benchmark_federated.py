@@ -25,6 +25,7 @@ Example (about 60 CPU-minutes; needs ``requirements-fl.txt``)::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -43,6 +44,7 @@ import repo_paths  # noqa: F401  (bundle, repository root and fl/ on the import 
 import numpy as np
 from ablation_data import derive_datalists, subset_counts
 from ablation_runner import Launcher
+from ablation_settings import settings_for
 from ablation_stats import (
     auroc,
     bootstrap_indices,
@@ -62,17 +64,7 @@ DOCS = REPO / "bundle" / "docs"
 
 #: Everything that defines the benchmark (see bundle/docs/federated_protocol.md); recorded in federated.json.
 SETTINGS: dict[str, Any] = {
-    "pool": {
-        "seed": 4242,
-        "num_images": 3000,
-        "size": 256,
-        "zoom": 2.0,
-        "difficulty": 0.1,
-        "prevalence": 0.3,
-        "val_fraction": 0.1,
-        "test_fraction": 0.3667,
-        "format": "png",
-    },
+    "pool": copy.deepcopy(settings_for("v1")["pool"]),  # the method benchmark's v1 pool (the protocol says so)
     "num_r": 48,
     "derivation_seed": 0,
     "sites": {"site-a": ["R", "N"], "site-b": ["P", "N"], "site-c": ["P", "N"]},
