@@ -163,8 +163,9 @@ _V2: dict[str, Any] = {
         "top": ["stage1", "control", "plain", "pseudo_label", "asymmetric_fixed", "aals", "oracle"],
     },
     "p_dose": [0.25, 0.5],  # AALS with this fraction of P at the top level (0 = control, 1 = aals)
-    # Run order (amendment 3 of the protocol): the full plan needs about 5-6 hours of this CPU, so the steps that
-    # answer the two questions come first; a budget cut trims the end of this list, then the steps it does not name.
+    # Run order (amendments 3 and 4 of the protocol): the full plan needs about 5-6 hours of this CPU, so the steps
+    # that answer the two questions come first; a budget cut trims the end of this list, then the steps it does not
+    # name (seeds 3 and 4 of pseudo_label, asymmetric_fixed and the P dose).
     "priority": [
         [0, "top", "control"], [0, "top", "aals"], [0, "top", "plain"], [0, "top", "oracle"],
         [1, "top", "control"], [1, "top", "aals"], [1, "top", "plain"],
@@ -175,7 +176,17 @@ _V2: dict[str, Any] = {
         [3, "top", "control"], [3, "top", "aals"], [3, "top", "plain"],
         [4, "top", "control"], [4, "top", "aals"], [4, "top", "plain"],
         [2, "mid", "control"], [2, "mid", "aals"], [2, "low", "control"], [2, "low", "aals"],
-    ],  # fmt: skip  # fmt: skip
+        # amendment 4: the remaining arms seed by seed, so that a budget cut leaves every arm with as many seeds as
+        # the time allowed instead of some arms with five and others with none
+        [0, "top", "aals_p0.25"], [0, "top", "aals_p0.5"], [0, "top", "pseudo_label"], [0, "top", "asymmetric_fixed"],
+        [0, "mid", "plain"], [0, "low", "plain"],
+        [1, "top", "aals_p0.25"], [1, "top", "aals_p0.5"], [1, "top", "pseudo_label"], [1, "top", "asymmetric_fixed"],
+        [1, "mid", "plain"], [1, "low", "plain"],
+        [3, "top", "oracle"],
+        [2, "top", "aals_p0.25"], [2, "top", "aals_p0.5"], [2, "top", "pseudo_label"], [2, "top", "asymmetric_fixed"],
+        [2, "mid", "plain"], [2, "low", "plain"],
+        [4, "top", "oracle"],
+    ],  # fmt: skip
     "comparisons": {
         "low": [["aals", "control"], ["plain", "control"], ["aals", "plain"], ["control", "stage1"]],
         "mid": [["aals", "control"], ["plain", "control"], ["aals", "plain"], ["control", "stage1"]],
