@@ -292,7 +292,7 @@ def markdown_v2(record: dict[str, Any]) -> str:
              "| --- " * 7 + "|"]  # fmt: skip
     for level in record["levels"]:
         rule = level["definition"]
-        rule_text = (f"first ≥ {rule['val_rib_auroc']:.2f}" if "val_rib_auroc" in rule else "best of the full run")
+        rule_text = f"first ≥ {rule['val_rib_auroc']:.2f}" if "val_rib_auroc" in rule else "best of the full run"
         epochs = ", ".join(str(e) if isinstance(e, int) else "best" for e in level["stage1_epoch_per_seed"])
         lines.append(
             f"| {level['name']} | {rule_text} ({epochs}) | {level['teacher_val_rib_auroc']:.3f} "

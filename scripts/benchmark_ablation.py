@@ -204,7 +204,7 @@ def _compute(work: Path, runs: list[dict[str, Any]]) -> dict[str, float]:
         if not (stage1 / "checkpoint_final.pt").is_file():
             continue
         per_epoch: dict[int, float] = {}
-        for log_file in sorted(stage1.parent.glob("stage1_run*.log"), key=lambda f: int(f.stem[len("stage1_run"):])):
+        for log_file in sorted(stage1.parent.glob("stage1_run*.log"), key=lambda f: int(f.stem[len("stage1_run") :])):
             for match in _TRAINER_EPOCH.finditer(log_file.read_text()):
                 hours, minutes, seconds = (float(v) for v in match.group(2, 3, 4))
                 per_epoch[int(match.group(1))] = 3600 * hours + 60 * minutes + seconds
@@ -251,7 +251,7 @@ def v1_record(record: dict[str, Any]) -> dict[str, Any]:
     prefix = f"{level}:"
     v1 = dict(record)
     v1["summary_mean_sd"] = record["summary_mean_sd"][level]
-    v1["intervals"] = {k[len(prefix):]: v for k, v in record["intervals_images"].items() if k.startswith(prefix)}
+    v1["intervals"] = {k[len(prefix) :]: v for k, v in record["intervals_images"].items() if k.startswith(prefix)}
     v1["preconditions"] = {k.split("/seed")[1]: v for k, v in record["preconditions"].items()}
     return v1
 
@@ -261,12 +261,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=[*PROTOCOLS, "v2-pilot"], default="v2", help="protocol (default v2)")
     parser.add_argument("--work-dir", type=Path, default=None, help="data, models and logs (runs/ablation_<p>)")
     parser.add_argument("--device", default=None, help="e.g. cuda or cpu (default: the config's choice)")
-    parser.add_argument("--network", choices=["light", "default"], default="light",
-                        help="light = configs/demo.json (CPU); default = ResNet-50 + FPN at 512 px (GPU)")
+    parser.add_argument(
+        "--network",
+        choices=["light", "default"],
+        default="light",
+        help="light = configs/demo.json (CPU); default = ResNet-50 + FPN at 512 px (GPU)",
+    )
     parser.add_argument("--budget-minutes", type=float, default=None, help="start no new step after this")
     parser.add_argument("--in-process", action="store_true", help="run the bundle workflows in this process")
-    parser.add_argument("--only", choices=["stage1"], default=None,
-                        help="stage1: run the stage-1 segments and teacher levels only, then stop")
+    parser.add_argument(
+        "--only",
+        choices=["stage1"],
+        default=None,
+        help="stage1: run the stage-1 segments and teacher levels only, then stop",
+    )
     parser.add_argument("--output", type=Path, default=None, help="write the JSON here instead of bundle/docs")
     parser.add_argument("--no-docs", action="store_true", help="write the JSON only, leave the model card")
     parser.add_argument("--record-finished", action="store_true",

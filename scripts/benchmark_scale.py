@@ -449,8 +449,9 @@ def main() -> None:
     parser.add_argument("--build_size", type=int, default=4000, help="images for the 1- and 2-worker build rates")
     parser.add_argument("--inference_files", type=int, default=10_240)
     parser.add_argument("--inference_small", type=int, default=256, help="files of the loader-workers comparison")
-    parser.add_argument("--inference_parts", nargs="+", default=["all", "resume", "workers"],
-                        choices=("all", "resume", "workers"))
+    parser.add_argument(
+        "--inference_parts", nargs="+", default=["all", "resume", "workers"], choices=("all", "resume", "workers")
+    )
     parser.add_argument("--phases", nargs="+", default=list(PHASES[:5]), choices=PHASES, help="what to run, in order")
     parser.add_argument("--merge", action="store_true", help="keep the other phases' results already in --output")
     parser.add_argument("--prepare_only", action="store_true", help="only write the files and datalists")
@@ -462,8 +463,12 @@ def main() -> None:
     parser.add_argument("--overrides", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (1: see the docstring)")
-    parser.add_argument("--seed_from", type=int, default=0,
-                        help="fill the store above this many images by copying entries of identical content")
+    parser.add_argument(
+        "--seed_from",
+        type=int,
+        default=0,
+        help="fill the store above this many images by copying entries of identical content",
+    )
     args = parser.parse_args()
     if args.child == "train":
         return child_train(args)
@@ -603,7 +608,7 @@ def update_model_card(report: dict[str, Any]) -> None:
         parts = run["first_step_breakdown_s"]
         rest = sum(v for k, v in parts.items() if k not in ("imports", "training_data"))
         rows.append(
-            f"| {row['images']:,}, in RAM (`--cache_dir \"\"`) | (every run) | {run['first_step_s']:.0f}: "
+            f'| {row["images"]:,}, in RAM (`--cache_dir ""`) | (every run) | {run["first_step_s"]:.0f}: '
             f"{parts['imports']:.0f} / {parts['training_data']:.1f} (cache built in RAM) / {rest:.0f} | "
             f"{run['steady_over_bare_step']:.2f} ({run['bare_step_samples_per_s']:.1f}) | "
             f"{run['tree_peak_rss_mb']:,} / {run['tree_peak_pss_mb']:,} | none |"

@@ -28,13 +28,18 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda:0" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", choices=["true", "false", "both"], default=None, help="default: both on CUDA")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median and range reported)")
-    parser.add_argument("--iterations", type=int, default=None,
-                        help="training iterations per side and round (default: 24 light, 3 default network)")
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="training iterations per side and round (default: 24 light, 3 default network)",
+    )
     parser.add_argument("--dicom-images", type=int, default=12, help="clinical-size DICOM phantoms for inference")
     parser.add_argument("--num-workers", type=int, default=2, help="the bundle's num_workers")
     parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / "runs" / "benchmark_throughput")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="results JSON (default: bundle/docs/benchmark_throughput[_gpu].json)")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="results JSON (default: bundle/docs/benchmark_throughput[_gpu].json)"
+    )
     parser.add_argument("--model-card", type=Path, default=MODEL_CARD, help="model card whose table is rewritten")
     parser.add_argument("--no-model-card", action="store_true", help="do not rewrite the model card's table")
     args = parser.parse_args(argv)

@@ -35,8 +35,9 @@ def ratios(rounds: dict[str, list[float]]) -> dict[str, list[float]]:
     return {
         "stage1_over_bare_step": [s / b for s, b in zip(rounds["stage1"], rounds["bare_step"], strict=True)],
         "stage2_step_over_stage1_step": [a / b for a, b in zip(rounds["stage1"], rounds["stage2"], strict=True)],
-        "inference_over_bare_forward": [i / f for i, f in zip(rounds["inference"], rounds["bare_forward"],
-                                                               strict=True)],  # fmt: skip
+        "inference_over_bare_forward": [
+            i / f for i, f in zip(rounds["inference"], rounds["bare_forward"], strict=True)
+        ],  # fmt: skip
     }
 
 
@@ -56,9 +57,12 @@ def run_summary(rounds: dict[str, list[float]], rows: dict[str, list]) -> dict[s
         "stage2_teacher_ms": round(teacher_ms, 2),
         "stage2_ema_ms": round(ema_ms, 2),
         "stage2_teacher_share_of_student_step": round(teacher_ms / stage1_phases["total"]["ms"], 3),
-        "phases": {"stage1": stage1_phases, "stage2": stage2_phases,
-                   "bare_step": phase_table(rows["bare_step"], BARE_STEP_PHASES),
-                   "inference": phase_table(rows["inference"], INFERENCE_PHASES)},  # fmt: skip
+        "phases": {
+            "stage1": stage1_phases,
+            "stage2": stage2_phases,
+            "bare_step": phase_table(rows["bare_step"], BARE_STEP_PHASES),
+            "inference": phase_table(rows["inference"], INFERENCE_PHASES),
+        },  # fmt: skip
     }
 
 

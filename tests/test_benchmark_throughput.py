@@ -87,8 +87,11 @@ def _run(network: str, amp: bool) -> dict:
         "image_size": 256,
         "batch_size": 16,
         "samples_per_s": {"bare_step": entry, "bare_forward": entry},
-        "ratios": {"stage1_over_bare_step": entry, "stage2_step_over_stage1_step": entry,
-                   "inference_over_bare_forward": entry},  # fmt: skip
+        "ratios": {
+            "stage1_over_bare_step": entry,
+            "stage2_step_over_stage1_step": entry,
+            "inference_over_bare_forward": entry,
+        },  # fmt: skip
         "inference_command": {"peak_rss_mb": 812.0},
     }
 

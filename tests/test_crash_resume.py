@@ -121,7 +121,7 @@ def _run(work: Path, phantoms: Path, point: str, resume: bool) -> subprocess.Com
             {
                 "+imports": ["$import crash_points"],
                 "+initialize": [
-                    f"$crash_points.arm(@train#trainer, @network, " f"{str(work / 'validations.jsonl')!r}, {point!r})"
+                    f"$crash_points.arm(@train#trainer, @network, {str(work / 'validations.jsonl')!r}, {point!r})"
                 ],
             }
         )

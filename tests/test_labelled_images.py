@@ -86,7 +86,6 @@ def test_transform_gives_datalist_keys_and_checks_size_and_values(tmp_path):
         LabelMapToBoxesd("label")({"label": torch.full((4, 4), 3), "original_size": torch.tensor([4.0, 4.0])})
 
 
-
 def test_train_config_runs_one_epoch_with_monai_label_overrides(tmp_path):
     """``configs/train.json`` as MONAI Label 0.8.5 runs it: image/label pairs and its override keys, nothing else.
 

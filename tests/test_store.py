@@ -206,8 +206,10 @@ def test_a_box_outside_its_image_is_refused_before_the_first_step(tmp_path: Path
     from scripts.data.transforms import PackBoxesd, ScaleBoxesd
 
     sources = write_images(tmp_path / "images", 2)  # 40 x 48 pixels (W x H)
-    items = [{"image": sources[0], "boxes": np.array([[1.0, 2.0, 10.0, 12.0]], np.float32), "box_classes": [0]},
-             {"image": sources[1], "boxes": np.array([[30.0, 40.0, 45.0, 47.0]], np.float32), "box_classes": [0]}]
+    items = [
+        {"image": sources[0], "boxes": np.array([[1.0, 2.0, 10.0, 12.0]], np.float32), "box_classes": [0]},
+        {"image": sources[1], "boxes": np.array([[30.0, 40.0, 45.0, 47.0]], np.float32), "box_classes": [0]},
+    ]
     chain = [PackBoxesd(keys="boxes"), ScaleBoxesd(keys="boxes")]
     with pytest.raises(ValueError, match=rf"{sources[1]}: box \[30.0, 40.0, 45.0, 47.0\] lies outside the image"):
         preprocessed_dataset(items, image_chain(32), chain, None, tmp_path / "cache", progress=False)

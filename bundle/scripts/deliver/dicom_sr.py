@@ -218,8 +218,9 @@ def build_presentation_state(
     annotations = []
     if graphics:
         annotations.append(
-            hd.pr.GraphicAnnotation(referenced_images=[ds], graphic_layer=layer, graphic_objects=graphics,
-                                    text_objects=texts)  # fmt: skip
+            hd.pr.GraphicAnnotation(
+                referenced_images=[ds], graphic_layer=layer, graphic_objects=graphics, text_objects=texts
+            )  # fmt: skip
         )
     state = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=[ds],
