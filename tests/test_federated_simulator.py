@@ -7,8 +7,12 @@ Sites: ``site-a`` holds R + N, ``site-x`` R + N, ``site-b`` P + N (dealt from on
   alone: a site dropping out mid-round does not stop the consortium.
 * Stage 2 starts from stage 1's global model at ``site-a`` and ``site-b`` (a site without boxes joins stage 2 only);
   ``site-b`` distils its P images with AALS from the received global model (teacher policy ``global``).
+* Stage 1 again, 2 rounds, quorum 1, a short ``wait_after_quorum``: ``site-x``'s process is killed (SIGKILL) while it
+  trains in the first round. Each round ends ``wait_after_quorum`` seconds after ``site-a`` answered, and the job
+  finishes with status 0.
 
-Full tier only (two simulator runs, about 30 CPU-seconds); needs ``requirements-fl.txt``.
+Full tier only (three simulator runs, about 40 CPU-seconds, and a minute of the third spent waiting); needs
+``requirements-fl.txt``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -141,3 +146,60 @@ def test_stage1_survives_a_site_dropping_out_then_stage2_distils_at_a_site_witho
     with torch.no_grad():
         heatmap = torch.sigmoid(network.eval()(torch.rand(1, 1, 64, 64)))
     assert heatmap.shape == (1, 2, 16, 16) and math.isfinite(float(heatmap.sum()))
+
+
+#: ``wait_after_quorum`` of the killed-site test: long enough for ``site-x`` to reach its training in round 0 (both
+#: sites start together; ``site-a`` answers about when ``site-x`` starts training), short enough for a test.
+KILL_WAIT = 30
+
+
+def log_times(log: str, message: str) -> list[datetime]:
+    """Timestamps of the log lines that contain ``message`` (FLARE's ``2026-12-05 06:02:20,222 - ...`` format)."""
+    stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - .*" + re.escape(message), log, re.M)
+    return [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f") for stamp in stamps]
+
+
+def test_stage1_with_quorum_1_survives_a_site_process_killed_while_training(consortium):
+    """A site's process killed outright (SIGKILL, no error result, no goodbye) in round 0 of 2, quorum 1.
+
+    ``site-x``'s loss function sends SIGKILL to its own process at its first training iteration: the FLARE
+    simulator runs each site in its own worker process (``simulator_worker``; the training script runs in-process
+    there, in a thread), so this is what ``kill -9`` of that worker does, at a fixed point of the round instead of a
+    timed one. Shows: the simulator logs a communication error with the site; each round (the site is sampled again
+    in round 1) ends ``wait_after_quorum`` seconds after ``site-a``'s update, aggregated alone; the job finishes
+    with status 0 and writes the global model (``site-a``'s training). FLARE never reports the site dead.
+    """
+    settings = json.loads((consortium / "sites.json").read_text())
+    for site in settings.values():
+        site["work_dir"] = str(consortium / "work-killed" / Path(site["work_dir"]).name)
+    kill = "__import__('os').kill(__import__('os').getpid(), __import__('signal').SIGKILL)"
+    settings["site-x"]["overrides"] = {"loss": f"$lambda *args, **kwargs: {kill}"}  # at its first training step
+    site_config = consortium / "sites-killed.json"
+    site_config.write_text(json.dumps(settings, indent=1))
+    job = build_job(
+        stage=1, sites=["site-a", "site-x"], rounds=2, configs=["train.json", "demo.json"],
+        out_dir=consortium / "jobs", overrides=TINY, seed=0, quorum=1, wait_after_quorum=KILL_WAIT,
+        name="cxr_stage1_killed",
+    )  # fmt: skip
+    ws = consortium / "ws-killed"
+    log = simulate(job, ws, ["site-a", "site-x"], site_config)
+
+    site_x = (ws / "site-x" / "log.txt").read_text()
+    assert "site-x round 0: global model on local validation" in site_x, site_x[-2000:]  # killed in round 0,
+    assert "site-x round 1" not in site_x and "site-x finished" not in site_x  # after validating, in training
+    assert "Start site-x training" in log and "Communication error with client site-x" in log, log[-3000:]
+    assert "Round 1 started" in log and "Finished FedAvg" in log, log[-3000:]
+    assert log.count("Aggregated 1/2 results") == 2 and "Aggregated 2/2 results" not in log, log[-3000:]
+    assert "Ignore the result from site-x" not in log  # no result at all, not an error result
+    assert not re.search(r"dead.*site-x|site-x.*dead", log, re.I)
+
+    # each round ends wait_after_quorum after site-a's update (the controller's wait), not earlier, not much later
+    answered, closed = log_times(log, "Aggregated 1/2 results"), log_times(log, "Start persist model on server")
+    assert len(answered) == len(closed) == 2, log[-3000:]
+    waits = [(end - start).total_seconds() for start, end in zip(answered, closed, strict=True)]
+    assert all(KILL_WAIT - 1 <= wait <= KILL_WAIT + 30 for wait in waits), waits
+
+    model, start = global_model(ws), initial_model(job)
+    assert all(torch.isfinite(value).all() for value in model.values())
+    changed = [name for name in start if start[name].is_floating_point() and not torch.equal(start[name], model[name])]
+    assert len(changed) > len(start) // 2  # site-a's two rounds of training
