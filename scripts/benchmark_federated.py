@@ -574,8 +574,9 @@ def markdown(record: dict[str, Any]) -> str:
         f"a0 {s2['a0']:g}, EMA decay {s2['ema_decay']:g}; every arm's last model. Wall time {record['minutes']:.0f} "
         f"min, {record['cpu_minutes']:.0f} CPU-minutes, on {machine['cpus']} CPU cores shared with other work; "
         f"this machine's bare training step at the start and the end: {machine['bare_step_samples_per_s']:.1f} and "
-        f"{machine.get('bare_step_samples_per_s_at_end', float('nan')):.1f} samples/s (150.7 with the machine to "
-        "itself). Reproduce: `.venv/bin/python scripts/benchmark_federated.py` (protocol: "
+        f"{machine.get('bare_step_samples_per_s_at_end', float('nan')):.1f} samples/s (the probe shares the machine "
+        "too; compare only with figures measured in the same run). Reproduce:"
+        " `.venv/bin/python scripts/benchmark_federated.py` (protocol: "
         "`federated_protocol.md`); raw numbers in `federated.json`.",
     ]
     return "\n".join(lines)
