@@ -572,7 +572,7 @@ def markdown(record: dict[str, Any]) -> str:
         f"stage 2 central {s2['central_epochs']} × {s2['central_samples_per_epoch']} samples, federated "
         f"{s2['fl_rounds']} rounds × {s2['fl_samples_per_epoch']} samples per site (the same 128 steps per site), "
         f"a0 {s2['a0']:g}, EMA decay {s2['ema_decay']:g}; every arm's last model. Wall time {record['minutes']:.0f} "
-        f"min, {record['cpu_minutes']:.0f} CPU-minutes, on {machine['cpus']} CPU cores shared with other work; "
+        f"min{cpu_caption(record)}, on {machine['cpus']} CPU cores shared with other work; "
         f"this machine's bare training step at the start and the end: {machine['bare_step_samples_per_s']:.1f} and "
         f"{machine.get('bare_step_samples_per_s_at_end', float('nan')):.1f} samples/s (the probe shares the machine "
         "too; compare only with figures measured in the same run). Reproduce:"
@@ -580,6 +580,17 @@ def markdown(record: dict[str, Any]) -> str:
         "`federated_protocol.md`); raw numbers in `federated.json`.",
     ]
     return "\n".join(lines)
+
+
+def cpu_caption(record: dict[str, Any]) -> str:
+    """``", N CPU-minutes"``, saying so when some attempts were killed before they could record their CPU time."""
+    missing = record.get("attempts_without_cpu_time", 0)
+    if not missing:
+        return f", {record['cpu_minutes']:.0f} CPU-minutes"
+    return (
+        f" in {record['attempts']} attempts, {record['cpu_minutes']:.0f} CPU-minutes in those that recorded it "
+        f"({missing} stopped by a signal did not)"
+    )
 
 
 def write_docs(record: dict[str, Any]) -> None:
@@ -621,6 +632,11 @@ def main(argv: list[str] | None = None) -> int:
     attempts_file = work / "attempts.json"  # an interrupted run resumes from its cached steps: count every attempt
     attempts = json.loads(attempts_file.read_text()) if attempts_file.is_file() else []
     bare = None
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(f"stopped by signal {signum}")  # so that ``finally`` records this attempt's time
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         bare = bare_step_samples_per_s(Launcher())
         log(f"bare training step on this machine: {bare:.1f} samples/s")
@@ -642,8 +658,10 @@ def main(argv: list[str] | None = None) -> int:
         "summary_mean_sd": summarize(runs),
         "intervals": intervals(runs),
         "minutes": round(sum(a["minutes"] for a in attempts) + (time.time() - log.started) / 60, 1),
-        "cpu_minutes": round(sum(a["cpu_minutes"] for a in attempts) + cpu_minutes(), 1),
+        # an attempt killed before it could record its CPU time (``cpu_minutes`` null) is left out of the sum
+        "cpu_minutes": round(sum(a["cpu_minutes"] or 0.0 for a in attempts) + cpu_minutes(), 1),
         "attempts": len(attempts) + 1,
+        "attempts_without_cpu_time": sum(a["cpu_minutes"] is None for a in attempts),
         "machine": {
             "platform": platform.platform(),
             "python": platform.python_version(),

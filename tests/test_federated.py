@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 from ablation_stats import seed_draws
-from benchmark_federated import share_interval
+import benchmark_federated
+from benchmark_federated import MARK_END, MARK_START, share_interval
 from conftest import BUNDLE_ROOT
 from cxr_fl.client import build_algo, bundle_overrides, config_files, read_recipe, site_round
 from cxr_fl.site_settings import ENV_VAR, LOCAL_FILE, SiteSettingsError, load_site_settings
@@ -219,6 +220,21 @@ def test_share_of_the_centralised_gain_kept_is_a_ratio_of_paired_seed_means():
     assert share["share"] == pytest.approx(0.5) and 0.0 <= share["lower"] < 0.4 and 0.6 < share["upper"] <= 1.0
     none = share_interval(base + 0.02, base, base - 0.01, draws)  # no centralised gain: no share
     assert np.isnan(none["share"]) and none["dropped"] == 400
+
+
+def test_model_card_federated_tables_are_the_recorded_benchmark(monkeypatch):
+    """The model card's federated block is what ``benchmark_federated.py`` writes from ``federated.json``: no number
+    typed by hand, the seeds the record ran, and every arm on every one of them."""
+    record = json.loads((BUNDLE_ROOT / "docs" / "federated.json").read_text())
+    settings = dict(benchmark_federated.SETTINGS)
+    settings.update(record["settings"])
+    monkeypatch.setattr(benchmark_federated, "SETTINGS", settings)
+    card = (BUNDLE_ROOT / "docs" / "README.md").read_text()
+    block = card.split(MARK_START, 1)[1].split(MARK_END, 1)[0].strip()
+    assert block == benchmark_federated.markdown(record).strip()
+    ran = {(run["arm"], run["seed"]) for run in record["runs"]}
+    assert ran == {(arm, seed) for arm in settings["arms"] for seed in settings["training_seeds"]}
+    assert len(settings["training_seeds"]) >= 2  # amendment 1 of the protocol: at least seeds 0 and 1
 
 
 # ----------------------------------------------------------------------------------------------------------------
