@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import benchmark_federated
 import numpy as np
 import pytest
 import torch
 from ablation_stats import seed_draws
-import benchmark_federated
 from benchmark_federated import MARK_END, MARK_START, share_interval
 from conftest import BUNDLE_ROOT
 from cxr_fl.client import build_algo, bundle_overrides, config_files, read_recipe, site_round
