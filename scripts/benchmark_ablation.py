@@ -181,7 +181,8 @@ def build_record(
             "bare_step_samples_per_s": round(bare, 1),
         },
     }
-    record["passes_over_p"] = float(np.mean([r["passes_over_p"] for r in runs if r.get("passes_over_p")] or [0.0]))
+    # the fewest passes any P arm made over its own P (the protocol's floor; the P-dose arms make more over less P)
+    record["passes_over_p"] = float(min([r["passes_over_p"] for r in runs if r.get("passes_over_p")] or [0.0]))
     record["p_dose"] = _p_dose(settings, runs, analysis)
     record["stage1_spread"] = _stage1_spread(settings, runs, record["levels"])
     record["payoff"] = payoff(record["levels"], record["intervals"])
